@@ -1,0 +1,3 @@
+"""hwlat: hardware-aware latency measurement, prediction and search."""
+
+from hwlat._version import __version__

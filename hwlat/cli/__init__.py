@@ -1,0 +1,36 @@
+"""The `hwlat` command: Typer sub-apps per mission part, errors shown as one line without a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from hwlat._errors import HwlatError
+from hwlat.cli import _data, _devices, _profile
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hardware-aware latency toolkit.")
+app.add_typer(_devices.app, name="devices")
+app.add_typer(_data.app, name="data")
+app.command("profile")(_profile.profile)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app(standalone_mode=False)
+    except HwlatError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted: everything measured so far is stored; rerun the command to resume", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

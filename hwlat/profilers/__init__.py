@@ -1,0 +1,9 @@
+"""Measure real latencies: a protocol shared by all runtimes, each runtime timed in its own process."""
+
+from hwlat.profilers._profile import ProfileResult, platform_key, profile
+from hwlat.profilers._protocol import MeasurementProtocol, TimingStats, measure, median_confidence_interval
+from hwlat.profilers._workload import Workload
+from hwlat.profilers.runtimes import RUNTIMES, BaseRuntime, get_runtime
+
+__all__ = ["RUNTIMES", "BaseRuntime", "MeasurementProtocol", "ProfileResult", "TimingStats", "Workload",
+           "get_runtime", "measure", "median_confidence_interval", "platform_key", "profile"]

@@ -1,0 +1,25 @@
+"""Search spaces: architectures named by canonical strings, buildable as real networks."""
+
+from __future__ import annotations
+
+from hwlat._errors import HwlatError
+from hwlat.spaces._base import BaseSpace
+from hwlat.spaces.nasbench201 import NasBench201Space
+
+_SPACES: dict[str, type[BaseSpace]] = {"nb201": NasBench201Space}
+_ALIASES: dict[str, str] = {"nasbench201": "nb201"}
+
+#: canonical space names (each equals its space's `name`); `get_space` also accepts aliases
+SPACES: tuple[str, ...] = tuple(_SPACES)
+
+
+def get_space(name: str) -> BaseSpace:
+    """The search space called `name` (e.g. "nb201" or alias "nasbench201"); HwlatError lists the known names."""
+    key = _ALIASES.get(name, name) if isinstance(name, str) else None
+    if key not in _SPACES:
+        known = ", ".join(sorted([*_SPACES, *_ALIASES]))
+        raise HwlatError(f"unknown search space {name!r} (known: {known})")
+    return _SPACES[key]()
+
+
+__all__ = ["SPACES", "BaseSpace", "NasBench201Space", "get_space"]

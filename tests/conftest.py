@@ -1,0 +1,39 @@
+"""Shared fixtures: where the public datasets live, and a guard that never skips silently in CI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_root() -> Path:
+    return Path(os.environ.get("HWLAT_SHARED", PROJECT_ROOT.parent / "shared")).resolve()
+
+
+def require_shared(relative: str) -> Path:
+    """Path of a file under the shared folder; skip when absent locally, fail when CI=true."""
+    path = _shared_root() / relative
+    if not path.exists():
+        message = f"shared data missing: {path} (set HWLAT_SHARED)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The shared `data/` folder (HELP latencies, NATS-Bench accuracies)."""
+    return require_shared("data")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Keep every test away from the user's registry and default database."""
+    home = tmp_path_factory.mktemp("hwlat_home")
+    monkeypatch.setenv("HWLAT_HOME", str(home))
+    monkeypatch.chdir(home)
