@@ -1,7 +1,8 @@
 """Profiler overhead: median from `hwlat`'s protocol vs a bare perf_counter_ns loop on the same session.
 
-Both time the same ONNX Runtime session in one process, interleaved round by round so drift hits both.
-Usage: python benchmarks/profiler_overhead.py [--archs 5] [--rounds 5] [--threads 1]
+Both time the same ONNX Runtime session in one process, round by round, alternating which goes first so
+drift and warm-up effects hit both alike.
+Usage: python benchmarks/profiler_overhead.py [--archs 5] [--rounds 6] [--threads 1] [--calls 50]
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def bare_median_ms(timer, calls: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calls", type=int, default=50, help="timed calls of the bare loop")
     args = parser.parse_args()
 
     protocol = MeasurementProtocol()
@@ -40,9 +42,14 @@ def main() -> None:
     for arch in get_space("nb201").sample(args.archs, seed=1):
         timer = OnnxRuntime(threads=args.threads).prepare(Workload("nb201", arch))
         arch_ratios = []
-        for _ in range(args.rounds):
-            stats = measure(timer, protocol)
-            bare = bare_median_ms(timer, calls=stats.n)
+        for round_number in range(args.rounds):
+            # alternate which goes first, so drift and warm-state effects cancel across rounds
+            if round_number % 2:
+                bare = bare_median_ms(timer, calls=args.calls)
+                stats = measure(timer, protocol)
+            else:
+                stats = measure(timer, protocol)
+                bare = bare_median_ms(timer, calls=args.calls)
             arch_ratios.append(stats.median_ms / bare)
         ratios.extend(arch_ratios)
         print(f"{arch}  protocol/bare median ratio {np.median(arch_ratios):.4f} (rounds {len(arch_ratios)})")

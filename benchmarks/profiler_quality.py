@@ -1,7 +1,11 @@
 """Test-retest agreement, spread and throughput per platform of a measured dataset.
 
 Reads a CSV exported by `hwlat data export` (default: the shipped NB201 CPU dataset) in which some
-architectures were measured twice, the second time with tag "retest".
+architectures were measured twice, the second time with tag "retest". Spread is reported two ways:
+`within_run_median_cv_%` is the median over architectures of the CV of the single-inference samples of one
+measurement; `retest_median_cv_%` the median over architectures of the CV of the two medians measured in
+separate runs (what matters when a dataset is reused); `retest_level_shift_%` the median ratio of retest
+to first median, minus one (a shift of the whole platform). `archs_per_min` counts the first run only.
 Usage: python benchmarks/profiler_quality.py [CSV]
 """
 
@@ -24,7 +28,9 @@ def platform_quality(frame: pd.DataFrame) -> pd.DataFrame:
         retest = group[group["tag"] == "retest"].set_index("arch")
         both = first.index.intersection(retest.index)
         rho = stats.spearmanr(first.loc[both, "median_ms"], retest.loc[both, "median_ms"]).statistic if len(both) > 2 else float("nan")
-        rel_diff = ((retest.loc[both, "median_ms"] - first.loc[both, "median_ms"]).abs() / first.loc[both, "median_ms"])
+        a, b = first.loc[both, "median_ms"], retest.loc[both, "median_ms"]
+        rel_diff = (b - a).abs() / a
+        pair_cv = 2 ** 0.5 * (b - a).abs() / (a + b)  # sample std over mean of the two medians
         created = pd.to_datetime(first["created_at"]).sort_values()
         minutes = (created.iloc[-1] - created.iloc[0]).total_seconds() / 60
         rows.append({
@@ -33,7 +39,9 @@ def platform_quality(frame: pd.DataFrame) -> pd.DataFrame:
             "retest_pairs": len(both),
             "retest_spearman": rho,
             "retest_median_abs_diff_%": 100 * rel_diff.median() if len(both) else float("nan"),
-            "median_cv_%": 100 * first["cv"].median(),
+            "retest_median_cv_%": 100 * pair_cv.median() if len(both) else float("nan"),
+            "retest_level_shift_%": 100 * ((b / a).median() - 1) if len(both) else float("nan"),
+            "within_run_median_cv_%": 100 * first["cv"].median(),
             "median_ci_rel_%": 100 * first["ci_rel"].median(),
             "converged_%": 100 * first["converged"].astype(bool).mean(),
             "median_latency_ms": first["median_ms"].median(),

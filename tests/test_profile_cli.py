@@ -114,3 +114,19 @@ def test_each_runtime_stores_a_full_record(tmp_path, runtime, extra):
     assert settings["protocol"]["target_rel_ci"] == 0.05
     if runtime == "tvm":
         assert settings["runtime"]["schedule"].startswith("none") and summary["platform"].endswith("/untuned")
+
+
+def test_missing_engine_is_one_line_error_naming_the_install(tmp_path):
+    shadow = tmp_path / "shadow" / "tvm"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('simulated: apache-tvm not installed')\n")
+    db = tmp_path / "m.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(shadow.parent)}
+    result = subprocess.run([sys.executable, "-m", "hwlat", "profile", "--sample", "1", "--runtime", "tvm",
+                             "--db", str(db)], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "hwlat[tvm]" in lines[0] and "simulated" in lines[0]
+    assert stored_rows(db) == []
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT count(*) FROM devices").fetchone() == (0,)

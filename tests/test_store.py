@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -115,6 +117,9 @@ def test_export_round_trip(store, tmp_path, name, reader):
     devices = json.loads((tmp_path / "out.devices.json").read_text())
     assert [d["id"] for d in devices] == [DEVICE.id] and devices[0]["fingerprint"] == DEVICE.fingerprint
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == sorted([name, "out.devices.json"])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, "export kept mkstemp's private mode"
 
 
 def test_export_format_option_overrides_suffix(store, tmp_path):

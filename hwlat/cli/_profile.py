@@ -71,7 +71,9 @@ def profile(
     optimization: str = typer.Option("all", help="ONNX Runtime graph optimisation level."),
     tuning_records: Path = typer.Option(None, help="TVM MetaSchedule work_dir whose records are applied."),
     torch_device: str = typer.Option("cpu", help="torch runtime device: cpu or cuda."),
-    device: str = typer.Option("local", help="Registered device name."),
+    device: str = typer.Option("local", help="Registered device name (remote devices: --runtime tvm)."),
+    item_timeout: float = typer.Option(600.0, help="Seconds one architecture may take before it is failed."),
+    connect_timeout: float = typer.Option(60.0, help="Remote devices: seconds to wait for one of their servers."),
     db: str = typer.Option(None, help="SQLAlchemy URL or SQLite path (default $HWLAT_DB or ./hwlat.sqlite)."),
     tag: str = typer.Option("", help="Label to measure the same platform again (e.g. retest)."),
     target_ci: float = typer.Option(0.01, help="Stop when the median's relative 95% CI half-width is below this."),
@@ -109,7 +111,8 @@ def profile(
     try:
         result = run_profile(chosen, space=space, runtime=runtime, threads=threads, batch_size=batch,
                              runtime_settings=settings, protocol=protocol, store=db, device=device, tag=tag,
-                             cpus=_parse_cpus(cpus), on_start=on_start, on_item=on_item)
+                             cpus=_parse_cpus(cpus), item_timeout_s=item_timeout, connect_timeout_s=connect_timeout,
+                             on_start=on_start, on_item=on_item)
     finally:
         progress.stop()
     if as_json:

@@ -38,9 +38,13 @@ def _serve(conn, config: WorkerConfig) -> None:
     from hwlat.profilers._workload import Workload
     from hwlat.profilers.runtimes import get_runtime
 
-    runtime = get_runtime(config.runtime, config.threads, **config.runtime_settings)
-    protocol = MeasurementProtocol(**config.protocol)
-    conn.send({"version": runtime.version()})
+    try:
+        runtime = get_runtime(config.runtime, config.threads, **config.runtime_settings)
+        protocol = MeasurementProtocol(**config.protocol)
+        conn.send({"version": runtime.version()})
+    except HwlatError as exc:  # e.g. the engine is not installed: nothing can be measured
+        conn.send({"error": str(exc)})
+        return
     while (job := conn.recv()) is not None:
         try:
             workload = Workload(**job)
@@ -74,6 +78,9 @@ class RuntimeWorker:
         child_conn.close()
         self._conn = parent_conn
         hello = self._receive(timeout_s=300.0, what="start-up")
+        if "error" in hello:
+            self.close()
+            raise HwlatError(hello["error"])
         self.runtime_version = hello["version"]
 
     def _receive(self, timeout_s: float, what: str) -> dict:

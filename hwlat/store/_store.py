@@ -272,10 +272,13 @@ def _validated(record: Mapping[str, Any]) -> dict[str, Any]:
 def _write_atomically(writers: dict[Path, Callable[[Path], None]]) -> None:
     """Call each writer on a temporary file beside its target, then move all of them into place."""
     temporaries: dict[Path, Path] = {}
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for target, write in writers.items():
             fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             os.close(fd)
+            os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; an export gets a normal file's mode
             temporaries[target] = Path(name)
             write(temporaries[target])
         for target, temporary in temporaries.items():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import abc
+import importlib
+
+from hwlat._errors import HwlatError
 
 from hwlat.profilers._protocol import Timer
 from hwlat.profilers._workload import Workload
@@ -15,13 +18,20 @@ class BaseRuntime(abc.ABC):
     """
 
     name: str
+    #: the Python module the engine is imported from, and the pip requirement that installs it
+    engine_module: str
+    engine_requirement: str
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
 
-    @abc.abstractmethod
     def version(self) -> str:
-        """Version string of the engine, stored with every record."""
+        """Version string of the engine, stored with every record; HwlatError if it is not installed."""
+        try:
+            return importlib.import_module(self.engine_module).__version__
+        except ImportError as exc:
+            raise HwlatError(f"runtime {self.name!r} needs {self.engine_requirement} "
+                             f"(import failed: {exc})") from None
 
     def settings(self) -> dict:
         """Everything that defines this platform besides batch size (stored as JSON)."""

@@ -14,6 +14,8 @@ class OnnxRuntime(BaseRuntime):
     """ONNX Runtime session: `threads` intra-op threads, one inter-op thread, sequential execution."""
 
     name = "onnxruntime"
+    engine_module = "onnxruntime"
+    engine_requirement = "onnxruntime"
 
     def __init__(self, threads: int = 1, optimization: str = "all",
                  provider: str = "CPUExecutionProvider") -> None:
@@ -23,11 +25,6 @@ class OnnxRuntime(BaseRuntime):
                              f"(expected one of {', '.join(OPTIMIZATION_LEVELS)})")
         self.optimization = optimization
         self.provider = provider
-
-    def version(self) -> str:
-        import onnxruntime
-
-        return onnxruntime.__version__
 
     def settings(self) -> dict:
         return {**super().settings(), "optimization": self.optimization, "provider": self.provider}

@@ -34,17 +34,14 @@ class TorchRuntime(BaseRuntime):
     """PyTorch eager mode under `inference_mode`, intra-op threads set to `threads`."""
 
     name = "torch"
+    engine_module = "torch"
+    engine_requirement = "torch==2.13.0"
 
     def __init__(self, threads: int = 1, device: str = "cpu") -> None:
         super().__init__(threads)
         if device not in ("cpu", "cuda"):
             raise HwlatError(f"torch runtime: unknown device {device!r} (expected 'cpu' or 'cuda')")
         self.device = device
-
-    def version(self) -> str:
-        import torch
-
-        return torch.__version__
 
     def settings(self) -> dict:
         return {**super().settings(), "device": self.device}
