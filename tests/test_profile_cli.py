@@ -130,3 +130,11 @@ def test_missing_engine_is_one_line_error_naming_the_install(tmp_path):
     assert stored_rows(db) == []
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT count(*) FROM devices").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("args, message", [(["--sample", "abc"], "Invalid value for '--sample'"),
+                                           (["--sample", "2", "--no-such-option"], "No such option")])
+def test_usage_errors_are_one_line_exit_2(tmp_path, args, message):
+    result = hwlat("profile", "--db", str(tmp_path / "m.sqlite"), *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr

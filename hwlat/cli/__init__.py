@@ -7,11 +7,12 @@ import sys
 import typer
 
 from hwlat._errors import HwlatError
-from hwlat.cli import _data, _devices, _profile
+from hwlat.cli import _data, _devices, _predictor, _profile
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hardware-aware latency toolkit.")
 app.add_typer(_devices.app, name="devices")
 app.add_typer(_data.app, name="data")
+app.add_typer(_predictor.app, name="predictor")
 app.command("profile")(_profile.profile)
 
 
@@ -27,10 +28,6 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors: unknown option, a value of the wrong type
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)

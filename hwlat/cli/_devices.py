@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import platform
+import shutil
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hwlat._errors import HwlatError
 from hwlat.devices import Device, DeviceRegistry
 
-app = typer.Typer(no_args_is_help=True, help="Show this machine and the registered devices.")
+app = typer.Typer(no_args_is_help=True, help="Show, register and reach devices (this machine and remote boards).")
 
 
 @app.command()
@@ -79,3 +82,85 @@ def _human_bytes(size: int) -> str:
     while value >= 1024 and unit < 3:
         value, unit = value / 1024, unit + 1
     return f"{value:.3g} {('B', 'KiB', 'MiB', 'GiB')[unit]}"
+
+
+@app.command()
+def add(
+    name: str = typer.Argument(..., help="Name to register the remote device under."),
+    tracker: str = typer.Option(..., help="Address of the TVM RPC tracker, HOST:PORT."),
+    key: str = typer.Option(..., help="Key the device's RPC servers register under."),
+    target: str = typer.Option(..., help='TVM target as JSON, e.g. \'{"kind": "llvm", "mtriple": '
+                                         '"aarch64-linux-gnu", "mcpu": "cortex-a72", "num-cores": 4}\'.'),
+    cc: str = typer.Option(None, help="Compiler linking libraries for the board, e.g. aarch64-linux-gnu-g++ "
+                                      "(default: the host's, for boards of the host's architecture)."),
+) -> None:
+    """Register a remote device reached through a TVM RPC tracker (no network access: see `check`)."""
+    from hwlat.devices._rpc import parse_tracker, target_fingerprint
+    from hwlat.profilers.runtimes._tvm import tvm_target
+
+    parse_tracker(tracker)
+    if not key.strip():
+        raise HwlatError("--key must not be empty")
+    spec = _parse_target(target)
+    tvm_target(spec, threads=spec.get("num-cores", 1))
+    if cc is not None and not shutil.which(cc):
+        raise HwlatError(f"--cc {cc!r}: no such compiler on PATH")
+    connection = {"tracker": tracker, "key": key, "target": spec, **({"cc": cc} if cc else {})}
+    device = Device(name=name, kind="rpc", fingerprint=target_fingerprint(spec), connection=connection)
+    DeviceRegistry().add(device)
+    typer.echo(f"registered {name!r} ({device.id}): key {key!r} at tracker {tracker}; "
+               f"run `hwlat devices check {name}` to reach it")
+    board_arch = (spec.get("mtriple") or "").split("-")[0]
+    if board_arch and board_arch != platform.machine() and not cc:
+        typer.echo(f"note: the target is {board_arch} but this host is {platform.machine()}: pass --cc with a "
+                   f"cross compiler (e.g. --cc {spec['mtriple']}-g++) or uploads will not load", err=True)
+
+
+@app.command()
+def check(
+    name: str = typer.Argument(..., help="A registered remote device."),
+    wait: float = typer.Option(10.0, help="Seconds to wait for a server with the device's key."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Reach a remote device: tracker, servers of its key, fingerprint (read on the board where possible)."""
+    from hwlat.devices._rpc import connect_device, rpc_address
+
+    registry = DeviceRegistry()
+    device = registry.get(name)
+    if device.kind != "rpc":
+        raise HwlatError(f"device {name!r} is {device.kind!r}: only remote (rpc) devices can be checked")
+    tracker, key = rpc_address(device)
+    live, status, from_board = connect_device(device, wait)
+    if from_board and live.fingerprint != device.fingerprint:
+        registry.add(live)  # profiling records the board's own fingerprint too
+    source = "board" if from_board else "TVM target"
+    if as_json:
+        typer.echo(json.dumps({"name": name, "tracker": tracker, "key": key, "servers": status.total,
+                               "free": status.free, "fingerprint_source": source, "id": live.id}, sort_keys=True))
+        return
+    typer.echo(f"{name}: tracker {tracker} reachable; key {key!r}: {status.total} server(s), {status.free} free; "
+               f"fingerprint from the {source}: {live.id}")
+
+
+@app.command()
+def serve(
+    tracker: str = typer.Option(..., help="Address of the TVM RPC tracker, HOST:PORT."),
+    key: str = typer.Option(..., help="Key to register under (one key per kind of board)."),
+    host: str = typer.Option("0.0.0.0", help="Address to listen on."),
+    port: int = typer.Option(9090, help="First port to try."),
+    port_end: int = typer.Option(9199, help="Ports up to this one are tried."),
+) -> None:
+    """Run on a board: a TVM RPC server that also reports this machine's fingerprint to `hwlat`."""
+    from hwlat.devices._rpc import serve as run_server
+
+    run_server(tracker, key, host=host, port=port, port_end=port_end)
+
+
+def _parse_target(text: str) -> dict:
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HwlatError(f"--target is not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(spec, dict):
+        raise HwlatError(f'--target must be a JSON object such as {{"kind": "llvm"}}, got {text!r}')
+    return spec

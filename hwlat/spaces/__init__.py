@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from hwlat._errors import HwlatError
 from hwlat.spaces._base import BaseSpace
+from hwlat.spaces.fbnet import FBNetSpace
 from hwlat.spaces.nasbench201 import NasBench201Space
+from hwlat.spaces.ofa import OFASpace
 
-_SPACES: dict[str, type[BaseSpace]] = {"nb201": NasBench201Space}
+_SPACES: dict[str, type[BaseSpace]] = {"nb201": NasBench201Space, "fbnet": FBNetSpace, "ofa": OFASpace}
 _ALIASES: dict[str, str] = {"nasbench201": "nb201"}
 
 #: canonical space names (each equals its space's `name`); `get_space` also accepts aliases
@@ -22,4 +24,4 @@ def get_space(name: str) -> BaseSpace:
     return _SPACES[key]()
 
 
-__all__ = ["SPACES", "BaseSpace", "NasBench201Space", "get_space"]
+__all__ = ["SPACES", "BaseSpace", "FBNetSpace", "NasBench201Space", "OFASpace", "get_space"]

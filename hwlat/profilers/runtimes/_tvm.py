@@ -22,6 +22,8 @@ class TvmRuntime(BaseRuntime):
     """Relax VM on the local CPU; `target` is a TVM target dict (default: this host's LLVM CPU)."""
 
     name = "tvm"
+    engine_module = "tvm"
+    engine_requirement = "apache-tvm: pip install 'hwlat[tvm]'"
 
     def __init__(self, threads: int = 1, tuning_records: str | None = None, target: dict | None = None) -> None:
         super().__init__(threads)
@@ -34,20 +36,8 @@ class TvmRuntime(BaseRuntime):
         self.tuning_records = tuning_records
         self.target = target
 
-    def version(self) -> str:
-        import tvm
-
-        return tvm.__version__
-
     def _target(self):
-        import tvm
-
-        spec = dict(self.target) if self.target else {"kind": "llvm", "mcpu": _host_mcpu()}
-        spec.setdefault("num-cores", self.threads)
-        try:
-            return tvm.target.Target(spec)
-        except Exception as exc:  # TVM raises its own error types for malformed targets
-            raise HwlatError(f"tvm: invalid target {spec!r}: {str(exc).splitlines()[0]}") from None
+        return tvm_target(self.target, self.threads)
 
     def settings(self) -> dict:
         schedule = "metaschedule" if self.tuning_records else "none (TVM default pipeline, untuned)"
@@ -59,23 +49,66 @@ class TvmRuntime(BaseRuntime):
             return "/untuned"
         return "/tuned-" + hashlib.sha256(self.tuning_records.encode()).hexdigest()[:8]
 
+    def build(self, workload: Workload):
+        """Compile the workload for this runtime's target (tuning records applied); a TVM Executable."""
+        return compile_executable(workload, self._target(), self.tuning_records)
+
     def prepare(self, workload: Workload) -> Timer:
-        import onnx
         import tvm
         from tvm import relax
-        from tvm.relax.frontend.onnx import from_onnx
 
-        target = self._target()
-        mod = from_onnx(onnx.load(str(workload.onnx_file())), shape_dict={"input": list(workload.input_shape)})
-        if self.tuning_records:
-            mod = relax.get_pipeline("static_shape_tuning", total_trials=0, target=target,
-                                     work_dir=self.tuning_records)(mod)
-        executable = tvm.compile(mod, target=target)
+        executable = self.build(workload)
         device = tvm.cpu()
         vm = relax.VirtualMachine(executable, device)
         inputs = tvm.runtime.tensor(workload.example_input(), device)
         main = vm["main"]
         return perf_counter_timer(lambda: main(inputs))
+
+
+def tvm_target(spec: dict | None, threads: int = 1):
+    """A `tvm.target.Target` from a target dict (default: this host's LLVM CPU); `num-cores` defaults to `threads`."""
+    import tvm
+
+    if spec is not None and not isinstance(spec, dict):
+        raise HwlatError(f"tvm: a target must be a JSON object such as {{\"kind\": \"llvm\"}}, got {spec!r}")
+    spec = dict(spec) if spec else {"kind": "llvm", "mcpu": _host_mcpu()}
+    spec.setdefault("num-cores", threads)
+    try:
+        return tvm.target.Target(spec)
+    except Exception as exc:  # TVM raises its own error types for malformed targets
+        raise HwlatError(f"tvm: invalid target {spec!r}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def compile_executable(workload: Workload, target, tuning_records: str | None = None):
+    """Import the workload's ONNX file into Relax and compile it for `target` (a `tvm.target.Target`).
+
+    With `tuning_records` (a MetaSchedule work_dir, e.g. from `relax.get_pipeline("static_shape_tuning")`)
+    their best schedules are applied; records matching none of the model's kernels are an error, since
+    the build would silently be untuned.
+    """
+    import onnx
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod = from_onnx(onnx.load(str(workload.onnx_file())), shape_dict={"input": list(workload.input_shape)})
+    if tuning_records:
+        mod = relax.get_pipeline("static_shape_tuning", total_trials=0, target=target, work_dir=tuning_records)(mod)
+        tuned, kernels = scheduled_kernels(mod)
+        if not tuned:
+            raise HwlatError(f"tvm: tuning records in {tuning_records} match none of the {kernels} kernels of "
+                             f"{workload.space}:{workload.arch} at batch {workload.batch_size} for target "
+                             f"{target}: were they tuned for another model, batch size or target?")
+    return tvm.compile(mod, target=target)
+
+
+def scheduled_kernels(mod) -> tuple[int, int]:
+    """(kernels that carry a schedule, all kernels) among a module's TIR functions."""
+    import tvm
+
+    flags = [bool(func.attrs and func.attrs.get("tirx.is_scheduled", False))
+             for func in mod.functions.values() if isinstance(func, tvm.tirx.PrimFunc)]
+    return sum(flags), len(flags)
 
 
 def _host_mcpu() -> str:

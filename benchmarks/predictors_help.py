@@ -1,0 +1,170 @@
+"""Latency predictors under HELP's protocol on the shared HELP data, beside HELP's published Spearman rho.
+
+Per meta-test device present in the data: rho (mean ± std over seeds) of each predictor at the strict budget
+(the 10 reference latencies only, "s0") and with 5/10/20 random samples beside them, a linear ceiling (ridge on
+the one-hot encoding fitted on every arch of the target outside its test pool), at 10 samples the MAPE, the
+share within ±10 % and the share within the predicted mean ± 2 std (where the predictor gives a std), the
+slowest adaptation and batched predictions per second. Optionally, seeded random device partitions (sources
+drawn at random, every other device a target), and leave one platform out on the project's own table.
+Usage: python benchmarks/predictors_help.py [--data DIR] [--spaces nb201,fbnet] [--predictors hwlat,help,gb,mlp,flops]
+       [--samples 0,5,10,20] [--seeds 5] [--partitions 0] [--project data/nb201-cpu/measurements.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.linear_model import RidgeCV
+
+from hwlat.datasets import LatencyDataset, load_help
+from hwlat.predictors import (HELP_PUBLISHED, HELP_SPLITS, evaluate, make_predictor, pools, predictor_kinds,
+                              score, source_view)
+from hwlat.spaces import get_space
+
+def default_data() -> Path:
+    root = Path(__file__).resolve().parents[1]
+    return Path(os.environ.get("HWLAT_SHARED", root.parent / "shared")) / "data" / "help"
+
+
+def ceiling(dataset, target: str) -> float:
+    """Rho of a ridge on the one-hot encoding fitted on every arch of the target outside its test pool."""
+    _, test = pools(dataset, target)
+    x = get_space(dataset.space).encode(dataset.archs)
+    train = np.setdiff1d(np.arange(len(dataset.archs)), np.arange(test.min(), test.max() + 1))
+    latency = dataset[target]
+    model = RidgeCV(alphas=np.logspace(-3, 2, 6)).fit(x[train], latency[train])
+    return float(spearmanr(model.predict(x[test]), latency[test]).statistic)
+
+
+def throughput(predictor, archs: list[str], batch: int) -> float:
+    """Predictions per second on one batch of `batch` arch strings, best of 3 calls (as `timeit` advises)."""
+    sample = (archs * (batch // len(archs) + 1))[:batch]
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        predictor.predict(sample)
+        times.append(time.perf_counter() - start)
+    return batch / min(times)
+
+
+def run_space(dataset, names: list[str], budgets: list[int], seeds: int) -> None:
+    split = HELP_SPLITS[dataset.space]
+    sources = [d for d in split["meta_train"] if d in dataset.latency]
+    targets = [d for d in split["meta_test"] if d in dataset.latency]
+    absent = [d for d in split["meta_test"] if d not in dataset.latency]
+    print(f"\n== {dataset.space}: sources {', '.join(sources)}")
+    print(f"   meta-test devices in the data: {', '.join(targets) or '-'}; absent: {', '.join(absent) or '-'}")
+    if not targets:
+        return
+    published = HELP_PUBLISHED.get(dataset.space, {})
+    means: dict[tuple[str, int], list[float]] = {}
+    for name in names:
+        if name == "flops" and dataset.space != "nb201":
+            print(f"-- {name}: skipped (FLOPs are only counted for nb201 so far)")
+            continue
+        start = time.perf_counter()
+        predictor = make_predictor(name).fit(source_view(dataset, sources))
+        fit_s = time.perf_counter() - start
+        print(f"-- {name} (fit on sources {fit_s:.1f} s)")
+        header = f"   {'device':15s} {'HELP pub.':>9s} " + " ".join(f"{f's{b}':>15s}" for b in budgets)
+        print(header + f" {'ceiling':>8s} {'MAPE@10':>8s} {'±10%@10':>8s} {'±2σ@10':>8s} {'adapt max':>10s} "
+                       f"{'pred/s':>10s}")
+        for target in targets:
+            cells, extra, adapt = [], ([], [], []), 0.0
+            for budget in budgets:
+                result = score(predictor, dataset, target, samples=budget, seeds=seeds)
+                cells.append(f"{result.spearman_mean:.4f}±{result.spearman_std:.4f}")
+                means.setdefault((name, budget), []).append(result.spearman_mean)
+                adapt = max(adapt, *result.adapt_s)
+                if budget == 10:
+                    extra = (np.mean(result.mape), np.mean(result.within10), result.within2std)
+            # FLOPs are counted once per arch and cached, so a rate over the scored archs would mislead
+            rate = "-" if name == "flops" else f"{throughput(predictor, list(dataset.archs[:1900]), 100_000):.0f}"
+            pub = published.get(target)
+            mape = " ".join(f"{100 * np.mean(v):7.1f}%" if len(np.atleast_1d(v)) else f"{'-':>8s}" for v in extra)
+            print(f"   {target:15s} {pub if pub else '-':>9} " + " ".join(f"{c:>15s}" for c in cells)
+                  + f" {ceiling(dataset, target):8.4f} {mape} {adapt:9.3f}s {rate:>10s}")
+        help_mean = np.mean([published[t] for t in targets if t in published]) if published else float("nan")
+        print(f"   {'mean':15s} {help_mean:9.4f} "
+              + " ".join(f"{np.mean(means[(name, b)]):>15.4f}" for b in budgets)
+              + "   (HELP pub. mean over the devices present)")
+
+
+def run_partitions(dataset, partitions: int, seeds: int) -> None:
+    """hwlat's predictor on seeded random device partitions: 9 random sources, every other device a target."""
+    print(f"\n== {dataset.space}: {partitions} random device partitions (9 sources, the rest targets), 10 samples")
+    for partition in range(partitions):
+        devices = list(np.random.default_rng(partition).permutation(dataset.devices))
+        sources, targets = devices[:9], devices[9:]
+        predictor = make_predictor("hwlat").fit(source_view(dataset, sources))
+        rhos = [score(predictor, dataset, t, samples=10, seeds=seeds).spearman_mean for t in targets]
+        worst = targets[int(np.argmin(rhos))]
+        print(f"   partition {partition}: mean rho {np.mean(rhos):.4f} over {len(targets)} targets, "
+              f"min {min(rhos):.4f} ({worst})")
+
+
+def run_lopo(help_data, table: Path, seeds: int) -> None:
+    """Leave one platform out on the project's own nb201 table: 10 random target samples, the rest scored."""
+    import pandas as pd
+
+    frame = pd.read_csv(table)
+    own = LatencyDataset.from_frame(frame, "nb201")
+    retest = LatencyDataset.from_frame(frame, "nb201", tag="retest")
+    merged = help_data.merge(own)
+    sources_help = [d for d in HELP_SPLITS["nb201"]["meta_train"] if d in help_data.latency]
+    print(f"\n== leave one platform out on {table} (holdout protocol, 10 samples, {seeds} seeds)")
+    print(f"   {'target':55s} {'archs':>5s} {'retest rho':>10s} {'other platforms':>16s} {'+ HELP sources':>16s}")
+    for target in own.devices:
+        others = [d for d in own.devices if d != target]
+        cells = []
+        for data, sources in ((own, others), (merged, others + sources_help)):
+            result = evaluate(make_predictor("hwlat"), data, target, sources, samples=10, seeds=seeds,
+                              protocol="holdout")
+            cells.append(f"{result.spearman_mean:.4f}±{result.spearman_std:.4f}")
+        measured = int(np.isfinite(own[target]).sum())
+        print(f"   {target:55s} {measured:5d} {retest_rho(own, retest, target):>10s} {cells[0]:>16s} {cells[1]:>16s}")
+
+
+def retest_rho(own, retest, target: str) -> str:
+    """Spearman rho between first and repeated measurements of the same archs: the target's noise ceiling."""
+    if target not in retest.latency:
+        return "-"
+    position = {arch: i for i, arch in enumerate(own.archs)}
+    pairs = np.array([(position[a], j) for j, a in enumerate(retest.archs) if a in position]).reshape(-1, 2)
+    first, again = own[target][pairs[:, 0]], retest[target][pairs[:, 1]]
+    both = np.isfinite(first) & np.isfinite(again)
+    return f"{spearmanr(first[both], again[both]).statistic:.4f}" if both.sum() > 2 else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=default_data())
+    parser.add_argument("--spaces", default="nb201,fbnet")
+    parser.add_argument("--predictors", default="hwlat,help,gb,mlp,flops")
+    parser.add_argument("--samples", default="0,5,10,20")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--partitions", type=int, default=0)
+    parser.add_argument("--project", type=Path, help="The project's measurement table (CSV) for leave one "
+                        "platform out, e.g. data/nb201-cpu/measurements.csv.")
+    args = parser.parse_args()
+    names = args.predictors.split(",")
+    unknown = set(names) - set(predictor_kinds())
+    if unknown:
+        parser.error(f"unknown predictors {sorted(unknown)} (known: {', '.join(predictor_kinds())})")
+    budgets = [int(b) for b in args.samples.split(",")]
+    for space in args.spaces.split(","):
+        dataset = load_help(args.data, space)
+        run_space(dataset, names, budgets, args.seeds)
+        if args.partitions:
+            run_partitions(dataset, args.partitions, args.seeds)
+        if args.project and space == "nb201":
+            run_lopo(dataset, args.project, args.seeds)
+
+
+if __name__ == "__main__":
+    main()

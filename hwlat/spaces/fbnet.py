@@ -1,0 +1,93 @@
+"""FBNet (HW-NAS-Bench's CIFAR-100 variant): 22 searchable layers, each one of 9 candidate blocks."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import numpy as np
+
+from hwlat._errors import HwlatError
+from hwlat.spaces._base import BaseSpace
+
+#: candidate blocks in HELP's / HW-NAS-Bench's vocabulary order (the position is the op index)
+OPS: tuple[str, ...] = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
+
+#: number of searchable layers
+NUM_LAYERS = 22
+
+_INDEX = {op: i for i, op in enumerate(OPS)}
+
+
+def _parse(arch: object) -> tuple[int, ...]:
+    """Op indices of `arch` ('-'-joined op names); HwlatError naming the first problem."""
+    if not isinstance(arch, str):
+        raise HwlatError(f"fbnet arch must be a string, got {type(arch).__name__} {arch!r}")
+    names = arch.strip().split("-")
+    if len(names) != NUM_LAYERS:
+        raise HwlatError(f"fbnet arch {arch!r}: {len(names)} layer(s) separated by '-', expected {NUM_LAYERS}")
+    try:
+        return tuple(_INDEX[name] for name in names)
+    except KeyError as error:
+        layer = names.index(error.args[0])
+        raise HwlatError(f"fbnet arch {arch!r}: layer {layer} op {error.args[0]!r} unknown "
+                         f"(expected one of {', '.join(OPS)})") from None
+
+
+def _not_built(arch: str, what: str) -> str:
+    return f"fbnet {what} is not implemented yet (no network builder; asked for {arch!r})"
+
+
+class FBNetSpace(BaseSpace):
+    """22 layers x 9 blocks; archs are their op names joined by '-', e.g. 'k3_e6-skip-...'."""
+
+    name = "fbnet"
+
+    def canonical(self, arch: str) -> str:
+        """Validate `arch` and return its canonical string."""
+        return self.from_indices(_parse(arch))
+
+    def from_indices(self, op_indices: Sequence[int]) -> str:
+        """Canonical string of the arch with these 22 op indices (HELP's `op_idx_list`)."""
+        try:
+            ops = [OPS[operator.index(i)] for i in op_indices]
+        except (TypeError, IndexError):
+            raise HwlatError(f"fbnet op indices {list(op_indices)!r} must be integers in 0..{len(OPS) - 1}") from None
+        if len(ops) != NUM_LAYERS:
+            raise HwlatError(f"fbnet arch needs {NUM_LAYERS} op indices, got {len(ops)}")
+        return "-".join(ops)
+
+    def sample(self, n: int, seed: int | None = None) -> list[str]:
+        """`n` architectures with every layer's op drawn uniformly (9^22 archs: repeats are negligible)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise HwlatError(f"fbnet sample size {n!r} must be a positive integer")
+        rows = np.random.default_rng(seed).integers(len(OPS), size=(n, NUM_LAYERS))
+        return [self.from_indices(row) for row in rows]
+
+    def encode(self, archs: Sequence[str], kind: str = "onehot") -> np.ndarray:
+        """Float32 one-hot rows: column ``9 * layer + op`` is 1 when `layer` carries `OPS[op]`."""
+        if kind != "onehot":
+            raise HwlatError(f"fbnet encoding kind {kind!r} unknown (expected onehot)")
+        if isinstance(archs, str):
+            raise HwlatError("fbnet encode expects a sequence of arch strings, got a single string")
+        indices = np.array([_parse(a) for a in archs], dtype=np.int64).reshape(-1, NUM_LAYERS)
+        out = np.zeros((len(indices), NUM_LAYERS * len(OPS)), dtype=np.float32)
+        rows = np.repeat(np.arange(len(indices)), NUM_LAYERS)
+        out[rows, (np.arange(NUM_LAYERS) * len(OPS) + indices).ravel()] = 1
+        return out
+
+    def build(self, arch: str):
+        """Not implemented yet: HwlatError (the FBNet network builder is missing)."""
+        raise HwlatError(_not_built(self.canonical(arch), "build()"))
+
+    def input_shape(self, batch_size: int = 1) -> tuple[int, ...]:
+        """CIFAR-100 images: (batch, 3, 32, 32)."""
+        return (batch_size, 3, 32, 32)
+
+    def flops(self, arch: str) -> int:
+        """Not implemented yet: HwlatError (FLOPs are counted on the built network)."""
+        raise HwlatError(_not_built(self.canonical(arch), "flops()"))
+
+    def params(self, arch: str) -> int:
+        """Not implemented yet: HwlatError (parameters are counted on the built network)."""
+        raise HwlatError(_not_built(self.canonical(arch), "params()"))
