@@ -6,8 +6,9 @@ the one-hot encoding fitted on every arch of the target outside its test pool), 
 share within ±10 % and the share within the predicted mean ± 2 std (where the predictor gives a std), the
 slowest adaptation and batched predictions per second. Optionally, seeded random device partitions (sources
 drawn at random, every other device a target), and leave one platform out on the project's own table.
-Usage: python benchmarks/predictors_help.py [--data DIR] [--spaces nb201,fbnet] [--predictors hwlat,help,gb,mlp,flops]
-       [--samples 0,5,10,20] [--seeds 5] [--partitions 0] [--project data/nb201-cpu/measurements.csv]
+Usage: python benchmarks/predictors_help.py [--data DIR] [--spaces nb201,fbnet]
+       [--predictors hwlat,help,lut,gb,mlp,flops] [--samples 0,5,10,20] [--seeds 5] [--partitions 0]
+       [--partition-predictors hwlat] [--project data/nb201-cpu/measurements.csv]
 """
 
 from __future__ import annotations
@@ -95,17 +96,18 @@ def run_space(dataset, names: list[str], budgets: list[int], seeds: int) -> None
               + "   (HELP pub. mean over the devices present)")
 
 
-def run_partitions(dataset, partitions: int, seeds: int) -> None:
-    """hwlat's predictor on seeded random device partitions: 9 random sources, every other device a target."""
+def run_partitions(dataset, partitions: int, seeds: int, names: list[str]) -> None:
+    """Predictors on seeded random device partitions: 9 random sources, every other device a target."""
     print(f"\n== {dataset.space}: {partitions} random device partitions (9 sources, the rest targets), 10 samples")
     for partition in range(partitions):
         devices = list(np.random.default_rng(partition).permutation(dataset.devices))
         sources, targets = devices[:9], devices[9:]
-        predictor = make_predictor("hwlat").fit(source_view(dataset, sources))
-        rhos = [score(predictor, dataset, t, samples=10, seeds=seeds).spearman_mean for t in targets]
-        worst = targets[int(np.argmin(rhos))]
-        print(f"   partition {partition}: mean rho {np.mean(rhos):.4f} over {len(targets)} targets, "
-              f"min {min(rhos):.4f} ({worst})")
+        for name in names:
+            predictor = make_predictor(name).fit(source_view(dataset, sources))
+            rhos = [score(predictor, dataset, t, samples=10, seeds=seeds).spearman_mean for t in targets]
+            worst = targets[int(np.argmin(rhos))]
+            print(f"   partition {partition} {name:6s}: mean rho {np.mean(rhos):.4f} over {len(targets)} targets, "
+                  f"min {min(rhos):.4f} ({worst})")
 
 
 def run_lopo(help_data, table: Path, seeds: int) -> None:
@@ -145,15 +147,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--spaces", default="nb201,fbnet")
-    parser.add_argument("--predictors", default="hwlat,help,gb,mlp,flops")
+    parser.add_argument("--predictors", default="hwlat,help,lut,gb,mlp,flops")
     parser.add_argument("--samples", default="0,5,10,20")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--partitions", type=int, default=0)
+    parser.add_argument("--partition-predictors", default="hwlat")
     parser.add_argument("--project", type=Path, help="The project's measurement table (CSV) for leave one "
                         "platform out, e.g. data/nb201-cpu/measurements.csv.")
     args = parser.parse_args()
     names = args.predictors.split(",")
-    unknown = set(names) - set(predictor_kinds())
+    unknown = set(names + args.partition_predictors.split(",")) - set(predictor_kinds())
     if unknown:
         parser.error(f"unknown predictors {sorted(unknown)} (known: {', '.join(predictor_kinds())})")
     budgets = [int(b) for b in args.samples.split(",")]
@@ -161,7 +164,7 @@ def main() -> None:
         dataset = load_help(args.data, space)
         run_space(dataset, names, budgets, args.seeds)
         if args.partitions:
-            run_partitions(dataset, args.partitions, args.seeds)
+            run_partitions(dataset, args.partitions, args.seeds, args.partition_predictors.split(","))
         if args.project and space == "nb201":
             run_lopo(dataset, args.project, args.seeds)
 

@@ -4,7 +4,8 @@ Starts a tracker and 3 plain TVM RPC servers on 127.0.0.1 (key "one": 1 server, 
 profiles the same N sampled NB201 architectures (batch 1, 1 thread, untuned TVM, default protocol) on each
 key, first with empty caches ("cold": ONNX export and host compilation included), then again with the compiled
 libraries cached ("warm": upload and measurement only). On one machine the servers and the host compiler
-share the CPU, so this measures the dispatch overhead and parallel speed-up on this machine, not a board's.
+share the CPU, so this measures the dispatch overhead and parallel speed-up on this machine, not a board's;
+the latencies of runs whose servers share cores are printed relative to the warm 1-server run.
 Finally one architecture is profiled locally and its record compared column by column with a remote one.
 Usage: python benchmarks/remote_throughput.py [N=20]
 """
@@ -59,11 +60,24 @@ def main() -> None:
                       f"{wall:>9.1f}{60 * result.measured / wall:>11.2f}", flush=True)
                 for arch, error in result.failed[:3]:
                     print(f"  failed {arch}: {error}")
+        compare_medians(db)
         local = profile(archs[:1], runtime="tvm", device="local", store=db)
         compare_schema(db, local.device_id, archs[0])
     finally:
         cluster.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def compare_medians(db: Path) -> None:
+    """Median over archs of each run's latency relative to the warm 1-server run (servers sharing cores inflate it)."""
+    import pandas as pd
+
+    with sqlite3.connect(db) as connection:
+        frame = pd.read_sql("SELECT arch, tag, median_ms FROM measurements", connection)
+    table = frame.pivot(index="arch", columns="tag", values="median_ms")
+    ratios = {tag: float((table[tag] / table["warm-1"]).median()) for tag in table.columns if tag != "warm-1"}
+    print("median latency relative to the warm 1-server run: "
+          + ", ".join(f"{tag} {ratio:.2f}x" for tag, ratio in sorted(ratios.items())))
 
 
 def compare_schema(db: Path, local_id: str, arch: str) -> None:

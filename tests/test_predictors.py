@@ -132,7 +132,7 @@ def test_adapt_validates_its_input(fitted, nb201):
 def test_target_only_baselines(nb201):
     data = nb201.subset(["fpga"])
     archs, latency = samples_of(nb201, "fpga", samples=20)
-    for model in ("gb", "mlp"):
+    for model in ("gb", "mlp", "lut"):
         predictor = TargetOnlyPredictor(model=model).fit(data.subset([])).adapt(archs, latency)
         assert predictor.predict(list(nb201.archs[:5])).shape == (5,)
         with pytest.raises(HwlatError, match="no uncertainty"):

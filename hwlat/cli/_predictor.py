@@ -28,7 +28,7 @@ def _load(paths: list[Path], space: str) -> LatencyDataset:
     return dataset
 
 
-def _train_devices(dataset, listed: str | None) -> list[str]:
+def _train_devices(dataset: LatencyDataset, listed: str | None) -> list[str]:
     """Devices named in `listed` (comma-separated), else HELP's meta-train devices present in `dataset`."""
     if listed:
         devices = [d.strip() for d in listed.split(",") if d.strip()]

@@ -141,8 +141,8 @@ def _tuples(value: object) -> object:
 #: named configurations `make_predictor` accepts beside the registry kinds: name -> (kind, parameters)
 PRESETS: dict[str, tuple[str, dict]] = {
     "hwlat": ("hwlat", {}), "help": ("help", {}), "gb": ("target-only", {"model": "gb"}),
-    "mlp": ("target-only", {"model": "mlp"}), "flops": ("proxy", {"proxy": "flops"}),
-    "params": ("proxy", {"proxy": "params"})}
+    "mlp": ("target-only", {"model": "mlp"}), "lut": ("target-only", {"model": "lut"}),
+    "flops": ("proxy", {"proxy": "flops"}), "params": ("proxy", {"proxy": "params"})}
 
 
 def predictor_kinds() -> tuple[str, ...]:

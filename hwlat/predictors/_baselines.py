@@ -1,10 +1,10 @@
-"""Baselines that learn from the target's samples only: a FLOPs/params proxy and GB/MLP regressors."""
+"""Baselines that learn from the target's samples only: a FLOPs/params proxy, a lookup table, GB/MLP regressors."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, RidgeCV
 from sklearn.neural_network import MLPRegressor
 
 from hwlat._errors import HwlatError
@@ -12,7 +12,10 @@ from hwlat.predictors._base import BasePredictor
 from hwlat.spaces import get_space
 
 _PROXIES = ("flops", "params")
-_MODELS = ("gb", "mlp")
+#: target-only regressors by name, each made from a random seed
+_MODELS = {"gb": lambda seed: GradientBoostingRegressor(random_state=seed),
+           "mlp": lambda seed: MLPRegressor(hidden_layer_sizes=(64, 64), max_iter=2000, random_state=seed),
+           "lut": lambda seed: RidgeCV(alphas=np.logspace(-3, 3, 13))}
 
 
 class ProxyPredictor(BasePredictor):
@@ -37,7 +40,11 @@ class ProxyPredictor(BasePredictor):
 
 
 class TargetOnlyPredictor(BasePredictor):
-    """Gradient boosting or an MLP on the arch encoding, trained on the target's few samples alone."""
+    """A regressor on the arch encoding trained on the target's few samples alone.
+
+    `model`: "gb" (gradient boosting), "mlp", or "lut": an additive cost per choice and position (ridge on the
+    one-hot encoding), i.e. a per-op lookup table learnt from whole-network latencies instead of per-op runs.
+    """
 
     kind = "target-only"
 
@@ -49,8 +56,7 @@ class TargetOnlyPredictor(BasePredictor):
     def _adapt(self, archs: list[str], latencies: np.ndarray) -> None:
         if self.model not in _MODELS:
             raise HwlatError(f"target-only model {self.model!r} unknown (expected one of {', '.join(_MODELS)})")
-        estimator = (GradientBoostingRegressor(random_state=self.random_state) if self.model == "gb" else
-                     MLPRegressor(hidden_layer_sizes=(64, 64), max_iter=2000, random_state=self.random_state))
+        estimator = _MODELS[self.model](self.random_state)
         self.scale_ = latencies.mean()
         self.model_ = estimator.fit(get_space(self.space_).encode(archs, self.encoding), latencies / self.scale_)
 

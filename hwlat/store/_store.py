@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQL
 from sqlalchemy.orm import Session
 
 from hwlat._errors import HwlatError
+from hwlat._files import write_atomically
 from hwlat._version import __version__
 from hwlat.store._schema import (
     MEASUREMENT_KEY,
@@ -177,7 +177,7 @@ class MeasurementStore:
         def write_devices(target: Path) -> None:
             target.write_text(json.dumps(records, indent=2, sort_keys=True))
 
-        _write_atomically({path: write_frame, devices_path: write_devices})
+        write_atomically({path: write_frame, devices_path: write_devices})
         return len(frame)
 
     def summary(self) -> pd.DataFrame:
@@ -267,27 +267,6 @@ def _validated(record: Mapping[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError):
             raise HwlatError(f"invalid measurement record: {name}={value!r} is not a {python_type.__name__}") from None
     return row
-
-
-def _write_atomically(writers: dict[Path, Callable[[Path], None]]) -> None:
-    """Call each writer on a temporary file beside its target, then move all of them into place."""
-    temporaries: dict[Path, Path] = {}
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        for target, write in writers.items():
-            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            os.close(fd)
-            os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; an export gets a normal file's mode
-            temporaries[target] = Path(name)
-            write(temporaries[target])
-        for target, temporary in temporaries.items():
-            os.replace(temporary, target)
-    except OSError as exc:
-        raise HwlatError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
-        for temporary in temporaries.values():
-            temporary.unlink(missing_ok=True)
 
 
 def _reason(exc: SQLAlchemyError) -> str:
