@@ -172,6 +172,19 @@ def test_item_timeout_fails_the_item_and_servers_stay_usable(cluster, pair, host
     assert again.measured == 1
 
 
+def test_profile_command_on_a_remote_device(hwlat, cluster, pair, host_target, tmp_path):
+    register("pair", cluster.tracker, "pair", host_target)
+    code, out, err = hwlat("profile", "--device", "pair", "--runtime", "tvm", "--arch", ARCHS[1], "--arch", ARCHS[2],
+                           "--db", str(tmp_path / "m.sqlite"), "--item-timeout", "120", "--connect-timeout", "30",
+                           "--time-budget", "0.3", "--min-repeats", "10", "--target-ci", "0.05", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["measured"] == 2 and summary["failed"] == [] and summary["platform"] == "tvm/t1/b1/untuned"
+    code, _, err = hwlat("profile", "--device", "pair", "--runtime", "onnxruntime", "--arch", ARCHS[1])
+    assert code != 0 and err.strip().splitlines() == [
+        "error: device 'pair' is remote: profile it with the tvm runtime and without cpus"]
+
+
 def test_unknown_key_is_a_clear_error_after_a_bounded_wait(cluster, host_target, tmp_path):
     register("ghost", cluster.tracker, "no-such-key", host_target)
     started = time.monotonic()

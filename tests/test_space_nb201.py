@@ -287,9 +287,9 @@ def test_onnx_path_caches_under_hwlat_home(tmp_path, monkeypatch):
 def test_get_space_names_and_alias():
     assert isinstance(get_space("nb201"), NasBench201Space)
     assert isinstance(get_space("nasbench201"), BaseSpace)
-    assert SPACES == ("nb201",)
+    assert SPACES == ("nb201", "fbnet", "ofa")
     assert all(get_space(name).name == name for name in SPACES)
-    with pytest.raises(HwlatError, match=r"unknown search space 'nb101' \(known: nasbench201, nb201\)"):
+    with pytest.raises(HwlatError, match=r"unknown search space 'nb101' \(known: fbnet, nasbench201, nb201, ofa\)"):
         get_space("nb101")
     with pytest.raises(HwlatError, match="unknown search space None"):
         get_space(None)
@@ -298,3 +298,4 @@ def test_get_space_names_and_alias():
 def test_importing_spaces_does_not_import_torch():
     code = "import sys, hwlat.spaces; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
