@@ -5,7 +5,7 @@ architectures were measured twice, the second time with tag "retest". Spread is 
 `within_run_median_cv_%` is the median over architectures of the CV of the single-inference samples of one
 measurement; `retest_median_cv_%` the median over architectures of the CV of the two medians measured in
 separate runs (what matters when a dataset is reused); `retest_level_shift_%` the median ratio of retest
-to first median, minus one (a shift of the whole platform). `archs_per_min` counts the first run only.
+to first median, minus one (a shift of the whole platform), and `retest_ratio_min`/`_max` its extremes. `archs_per_min` counts the first run only.
 Usage: python benchmarks/profiler_quality.py [CSV]
 """
 
@@ -41,6 +41,8 @@ def platform_quality(frame: pd.DataFrame) -> pd.DataFrame:
             "retest_median_abs_diff_%": 100 * rel_diff.median() if len(both) else float("nan"),
             "retest_median_cv_%": 100 * pair_cv.median() if len(both) else float("nan"),
             "retest_level_shift_%": 100 * ((b / a).median() - 1) if len(both) else float("nan"),
+            "retest_ratio_min": (b / a).min() if len(both) else float("nan"),
+            "retest_ratio_max": (b / a).max() if len(both) else float("nan"),
             "within_run_median_cv_%": 100 * first["cv"].median(),
             "median_ci_rel_%": 100 * first["ci_rel"].median(),
             "converged_%": 100 * first["converged"].astype(bool).mean(),
