@@ -70,6 +70,7 @@ def test_kill_9_mid_run_loses_nothing_and_rerun_resumes(tmp_path):
         (["--archs", "/nonexistent/archs.txt"], "cannot read architecture file"),
         ([], "choose exactly one of"),
         (["--sample", "2", "--target-ci", "0"], "target_rel_ci"),
+        (["--sample", "2", "--item-timeout", "-1"], "timeouts must be positive"),
     ],
 )
 def test_bad_input_is_one_line_error_and_writes_nothing(tmp_path, args, message):
@@ -138,3 +139,10 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, args, message):
     result = hwlat("profile", "--db", str(tmp_path / "m.sqlite"), *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_items_past_their_timeout_fail_with_exit_1_and_no_traceback(tmp_path):
+    result = hwlat("profile", "--sample", "1", "--item-timeout", "0.01", "--db", str(tmp_path / "m.sqlite"), "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["measured"] == 0 and "no answer within" in summary["failed"][0]["error"]

@@ -19,15 +19,14 @@ app.command("profile")(_profile.profile)
 def main() -> None:
     """Entry point of the console script."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # without standalone mode, `typer.Exit(n)` comes back as n
     except HwlatError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted: everything measured so far is stored; rerun the command to resume", err=True)
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: unknown option, a value of the wrong type
         typer.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

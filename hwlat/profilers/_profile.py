@@ -64,6 +64,8 @@ def profile(
     """
     if batch_size < 1:
         raise HwlatError(f"batch size must be >= 1, got {batch_size}")
+    if not (item_timeout_s > 0 and connect_timeout_s > 0):
+        raise HwlatError(f"timeouts must be positive, got item {item_timeout_s} s and connect {connect_timeout_s} s")
     search_space = get_space(space)
     wanted = list(dict.fromkeys(search_space.canonical(a) for a in archs))
     if not wanted:

@@ -34,8 +34,7 @@ def _serve(conn, config: WorkerConfig) -> None:
         os.environ[var] = str(config.threads)
     if config.cpus:
         os.sched_setaffinity(0, config.cpus)
-    from hwlat.profilers._protocol import MeasurementProtocol, measure
-    from hwlat.profilers._workload import Workload
+    from hwlat.profilers._protocol import MeasurementProtocol
     from hwlat.profilers.runtimes import get_runtime
 
     try:
@@ -45,19 +44,31 @@ def _serve(conn, config: WorkerConfig) -> None:
     except HwlatError as exc:  # e.g. the engine is not installed: nothing can be measured
         conn.send({"error": str(exc)})
         return
-    while (job := conn.recv()) is not None:
-        try:
-            workload = Workload(**job)
-            timer = runtime.prepare(workload)
-            stats = measure(timer, protocol)
-            conn.send({"stats": stats.as_dict(), "flops": workload.flops(), "params": workload.params()})
-        except HwlatError as exc:
-            conn.send({"error": str(exc)})
-        except Exception as exc:  # a runtime failing on one model must not stop the run
-            conn.send({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
-        finally:
-            timer = None
-            gc.collect()
+    try:
+        while (job := conn.recv()) is not None:
+            conn.send(_answer(runtime, protocol, job))
+    except (BrokenPipeError, EOFError):  # the parent gave up on this worker (item timeout) or exited
+        return
+
+
+def _answer(runtime, protocol, job: dict) -> dict:
+    """Statistics of one workload, or an error message: a runtime failing on one model must not stop the run."""
+    from hwlat.profilers._protocol import measure
+    from hwlat.profilers._workload import Workload
+
+    timer = None
+    try:
+        workload = Workload(**job)
+        timer = runtime.prepare(workload)
+        stats = measure(timer, protocol)
+        return {"stats": stats.as_dict(), "flops": workload.flops(), "params": workload.params()}
+    except HwlatError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    finally:
+        timer = None
+        gc.collect()
 
 
 class RuntimeWorker:
