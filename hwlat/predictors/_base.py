@@ -117,8 +117,8 @@ class BasePredictor(BaseEstimator, abc.ABC):
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
             header = json.loads(str(arrays.pop("header")))
-        except (OSError, ValueError, KeyError) as error:
-            raise HwlatError(f"{path}: not a saved hwlat predictor ({error})") from None
+        except (OSError, ValueError, KeyError, EOFError) as error:  # EOFError: an empty file
+            raise HwlatError(f"{path}: not a saved hwlat predictor ({error or type(error).__name__})") from None
         if header.get("format") != "hwlat-predictor" or header.get("version") != FORMAT_VERSION:
             raise HwlatError(f"{path}: unsupported predictor file (format {header.get('format')!r}, "
                              f"version {header.get('version')!r}; this hwlat reads version {FORMAT_VERSION})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,18 @@ class BaseSpace(abc.ABC):
     @abc.abstractmethod
     def sample(self, n: int, seed: int | None = None) -> list[str]:
         """Draw `n` distinct architectures uniformly at random (reproducible for a given seed)."""
+
+    def choices(self) -> dict[str, tuple[str, ...]]:
+        """The space as named categorical decisions (name -> options), the parameters samplers choose."""
+        raise NotImplementedError(f"space {self.name!r} has no categorical decisions")
+
+    def from_choices(self, chosen: Mapping[str, str]) -> str:
+        """Canonical arch taking one option per decision of `choices()`; HwlatError if the mix is invalid."""
+        raise NotImplementedError(f"space {self.name!r} has no categorical decisions")
+
+    def to_choices(self, arch: str) -> dict[str, str]:
+        """The option `arch` takes for each decision of `choices()` (inverse of `from_choices`)."""
+        raise NotImplementedError(f"space {self.name!r} has no categorical decisions")
 
     def enumerate(self) -> Iterator[str]:
         """Every architecture of a finite space, in the space's official order."""

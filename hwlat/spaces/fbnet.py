@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -56,6 +56,18 @@ class FBNetSpace(BaseSpace):
         if len(ops) != NUM_LAYERS:
             raise HwlatError(f"fbnet arch needs {NUM_LAYERS} op indices, got {len(ops)}")
         return "-".join(ops)
+
+    def choices(self) -> dict[str, tuple[str, ...]]:
+        """One decision per layer, named ``"layer00"``..``"layer21"``, with the 9 blocks as options."""
+        return {f"layer{i:02d}": OPS for i in range(NUM_LAYERS)}
+
+    def from_choices(self, chosen: Mapping[str, str]) -> str:
+        """The arch whose layer ``"layerNN"`` carries block ``chosen["layerNN"]``."""
+        return self.canonical("-".join(str(chosen.get(f"layer{i:02d}")) for i in range(NUM_LAYERS)))
+
+    def to_choices(self, arch: str) -> dict[str, str]:
+        """The block of each layer of `arch`, keyed like `choices()`."""
+        return {f"layer{i:02d}": OPS[op] for i, op in enumerate(_parse(arch))}
 
     def sample(self, n: int, seed: int | None = None) -> list[str]:
         """`n` architectures with every layer's op drawn uniformly (9^22 archs: repeats are negligible)."""

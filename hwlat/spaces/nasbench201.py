@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import operator
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -135,6 +135,22 @@ class NasBench201Space(BaseSpace):
         if isinstance(index, bool) or not 0 <= i < NUM_ARCHS:
             raise HwlatError(f"nb201 index {index!r} out of range (expected 0..{NUM_ARCHS - 1})")
         return _official_order()[i]
+
+    def choices(self) -> dict[str, tuple[str, ...]]:
+        """One decision per edge, named ``"dst<-src"``, with the 5 ops as options."""
+        return {f"{dst}<-{src}": OPS for dst, src in EDGES}
+
+    def from_choices(self, chosen: Mapping[str, str]) -> str:
+        """The cell whose edge ``"dst<-src"`` carries op ``chosen["dst<-src"]``."""
+        ops = [chosen.get(f"{dst}<-{src}") for dst, src in EDGES]
+        for (dst, src), op in zip(EDGES, ops):
+            if op not in OPS:
+                raise HwlatError(f"nb201 edge '{dst}<-{src}': op {op!r} unknown (expected one of {', '.join(OPS)})")
+        return _format(ops)
+
+    def to_choices(self, arch: str) -> dict[str, str]:
+        """The op on each edge of `arch`, keyed like `choices()`."""
+        return {f"{dst}<-{src}": op for (dst, src), op in zip(EDGES, _parse(arch))}
 
     def enumerate(self) -> Iterator[str]:
         """All 15,625 architectures in official index order."""

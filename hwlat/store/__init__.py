@@ -1,7 +1,8 @@
 """Measurement store: every record committed as soon as it is added, so interrupted runs resume."""
 
 from hwlat.store._schema import MEASUREMENT_KEY, OPTIONAL_FIELDS, RECORD_FIELDS, STAT_FIELDS
-from hwlat.store._store import EXPORT_FORMATS, MeasurementStore, default_url, resolve_url
+from hwlat.store._store import (EXPORT_FORMATS, MeasurementStore, default_url, hide_password,
+                                resolve_url)
 
 __all__ = ["EXPORT_FORMATS", "MEASUREMENT_KEY", "OPTIONAL_FIELDS", "RECORD_FIELDS", "STAT_FIELDS", "MeasurementStore",
-           "default_url", "resolve_url"]
+           "default_url", "hide_password", "resolve_url"]

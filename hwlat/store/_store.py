@@ -196,7 +196,7 @@ class MeasurementStore:
 
 def _open_engine(url: str, create: bool) -> Engine:
     """An engine for `url`; SQLite files are checked up front and opened in WAL mode with a busy timeout."""
-    shown = _hide_password(url)
+    shown = hide_password(url)
     try:
         parsed = make_url(url)
         is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -214,7 +214,8 @@ def _open_engine(url: str, create: bool) -> Engine:
     return engine
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
+    """`url` with any password masked, for messages and saved settings."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:

@@ -1,0 +1,24 @@
+"""A search worker process for tests: joins a shared study and scores archs slowly (so it can be killed mid-run).
+
+    python tests/search_worker.py STORAGE STUDY TRIALS SEED
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from hwlat.search import FunctionMetric, SpaceCount, run_search
+from hwlat.spaces import get_space
+
+
+def slow_score(arch: str) -> float:
+    """Number of 3x3 convolutions, after a pause that stands for training or measuring."""
+    time.sleep(0.05)
+    return float(get_space("nb201").ops(arch).count("nor_conv_3x3"))
+
+
+if __name__ == "__main__":
+    storage, study, trials, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    run_search("nb201", [FunctionMetric("score", slow_score), SpaceCount("nb201", "params")], trials=trials,
+               seed=seed, storage=storage, study_name=study, heartbeat_s=1.0)
