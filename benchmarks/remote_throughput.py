@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the loopback cluster helper
-from rpc_cluster import RpcCluster  # noqa: E402
+from rpc_cluster import RpcCluster
 
 
 def main() -> None:

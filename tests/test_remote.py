@@ -12,12 +12,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from rpc_cluster import RpcCluster, free_port
 
 from hwlat._errors import HwlatError
 from hwlat.devices import Device, DeviceRegistry, local_device
-from hwlat.devices._rpc import target_fingerprint
+from hwlat.devices._rpc import key_status, target_fingerprint
 from hwlat.profilers import MeasurementProtocol, profile
-from rpc_cluster import RpcCluster, free_port
 
 pytest.importorskip("tvm")
 pytest.importorskip("tornado")
@@ -43,6 +43,15 @@ def cluster(tmp_path_factory):
         yield rpc
     finally:
         rpc.close()
+    assert rpc.leftovers() == [], "processes of the cluster survived it"
+
+
+@pytest.fixture(autouse=True)
+def _no_open_connections(request):
+    """After each test that used the cluster, no tracker connection or RPC session of this process is open."""
+    yield
+    if "cluster" in request.fixturenames:
+        assert request.getfixturevalue("cluster").client_connections() == [], "a connection was left open"
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +167,34 @@ def test_killing_a_server_mid_run_loses_nothing(cluster, host_target, tmp_path):
     cluster.kill(servers[1])
 
 
+def test_a_server_joining_mid_run_gets_work(cluster, host_target, tmp_path, monkeypatch):
+    monkeypatch.setattr("hwlat.profilers._remote.JOIN_POLL_S", 0.2)  # look for new servers often
+    first = cluster.start_server("join")
+    cluster.wait_servers("join", 1)
+    register("join", cluster.tracker, "join", host_target)
+    late = []
+
+    def on_start(total: int, skipped: int) -> None:
+        # the run has counted one server and sized its workers; nothing has been measured yet
+        assert key_status(cluster.tracker, "join").total == 1
+        late.append(cluster.start_server("join"))
+        cluster.wait_servers("join", 2)
+
+    workers = []
+
+    def on_item(arch: str, answer: dict) -> None:
+        workers.append(sum(thread.name.startswith("hwlat-remote-") for thread in threading.enumerate()))
+
+    result = profile(ARCHS[:3], runtime="tvm", device="join", protocol=QUICK, store=tmp_path / "m.sqlite",
+                     on_start=on_start, on_item=on_item)
+    assert result.measured == 3 and not result.failed
+    assert max(workers) == 2, f"workers alive as items finished: {workers}; one per server expected"
+    assert "load_module" in cluster.log(first)
+    assert "load_module" in cluster.log(late[0]), "the server that joined after the start got no item"
+    for server in (first, *late):
+        cluster.kill(server)
+
+
 def test_item_timeout_fails_the_item_and_servers_stay_usable(cluster, pair, host_target, tmp_path):
     register("pair", cluster.tracker, "pair", host_target)
     db = tmp_path / "m.sqlite"
@@ -216,7 +253,9 @@ def test_unreachable_tracker_is_one_line_error(hwlat, host_target, tmp_path):
     ("127.0.0.1:9190", '{"kind": "llvmx"}', [], 'Target kind "llvmx" is not defined'),
     ("127.0.0.1:9190", '{"kind": "llvm", "mcpu": 3}', [], "expected type 'str'"),
     ("localhost", '{"kind": "llvm"}', [], "RPC tracker address must be HOST:PORT"),
-    ("127.0.0.1:9190", '{"kind": "llvm"}', ["--cc", "no-such-g++"], "no such compiler"),
+    ("127.0.0.1:9190", '{"kind": "llvm"}', ["--cc", "no-such-g++"], "cross compiler 'no-such-g++' not found on PATH"),
+    ("127.0.0.1:9190", '{"kind": "llvm", "mtriple": "aarch64-linux-gnu"}', [],
+     "targets aarch64-linux-gnu but this host's compiler"),
 ])
 def test_devices_add_rejects_bad_input_in_one_line(hwlat, tracker, target, extra, message):
     code, _, err = hwlat("devices", "add", "board", "--tracker", tracker, "--key", "k", "--target", target, *extra)
@@ -237,11 +276,12 @@ def test_check_reads_the_fingerprint_on_a_board_running_hwlat_serve(hwlat, clust
     assert code == 0, err
     report = json.loads(out)
     assert report["servers"] == 1 and report["fingerprint_source"] == "board"
+    assert report["addresses"] == [f"127.0.0.1:{cluster.port(server)}"] and report["compiler"]
     assert report["id"] == local_device().id  # the "board" is this machine
     assert DeviceRegistry().get("board").id == local_device().id
     helpers = psutil.Process(server.pid).children(recursive=True)
     assert helpers, "the server runs TVM's RPC loop in a worker process"
     server.send_signal(signal.SIGTERM)  # stopping `hwlat devices serve` stops its worker too
     server.wait(timeout=30)
-    gone, alive = psutil.wait_procs(helpers, timeout=10)
+    _, alive = psutil.wait_procs(helpers, timeout=10)
     assert not alive, f"orphaned: {[p.cmdline() for p in alive]}"

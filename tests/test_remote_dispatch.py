@@ -109,3 +109,92 @@ def test_hung_server_is_abandoned_after_the_deadline_and_replaced():
     assert answers["arch0"]["error"].startswith("no answer within")
     assert all(answers[item] == {"ok": True} for item in ITEMS[1:]), "the replacement worker did not take over"
     assert time.monotonic() - started < 10
+
+
+def test_every_acquired_server_is_released_once_whatever_the_item_did():
+    acquired, released, tries, lock = [], [], dict.fromkeys(ITEMS, 0), threading.Lock()
+
+    def acquire():
+        with lock:
+            acquired.append(object())
+            return acquired[-1]
+
+    def release(server):
+        with lock:
+            released.append(server)
+
+    def run(item, prepared, server):
+        with lock:
+            tries[item] += 1
+        if item == "arch1":
+            raise ItemFailed("timed out after 1 s")
+        if item == "arch2" and tries[item] == 1:
+            raise ServerLost("connection reset")
+        if item == "arch3":
+            raise RuntimeError("unexpected")
+        return {"ok": True}
+
+    answers = run_all(Dispatcher(ITEMS, str, acquire, run, workers=2, deadline_s=10, release=release))
+    assert set(answers) == set(ITEMS) and len(acquired) == len(ITEMS) + 1 + 2  # arch2 once more, arch3 twice
+    assert sorted(map(id, released)) == sorted(map(id, acquired)), "a server was not released, or twice"
+
+
+class Concurrency:
+    """A fake `run` taking `seconds` per item that records the most items running and workers alive at once."""
+
+    def __init__(self, seconds: float, on_item=None) -> None:
+        self.seconds, self.on_item = seconds, on_item
+        self.running = self.most = self.workers = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, item, prepared, server) -> dict:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.workers = max(self.workers, workers_alive())
+        if self.on_item:
+            self.on_item(item)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+            self.workers = max(self.workers, workers_alive())
+        return {"ok": True}
+
+
+def test_workers_follow_servers_that_join_mid_run():
+    servers = [1]
+
+    def join(item):
+        if item == "arch1":
+            servers[0] = 3  # two more servers registered
+
+    run = Concurrency(0.3, join)
+    answers = run_all(Dispatcher(ITEMS, str, lambda: "s", run, workers=1, deadline_s=10,
+                                 capacity=lambda: servers[0], poll_s=0.05))
+    assert set(answers) == set(ITEMS)
+    assert run.most == 3, f"{run.most} items ran at once with 3 servers registered"
+
+
+def workers_alive() -> int:
+    return sum(thread.name.startswith("hwlat-remote-") for thread in threading.enumerate())
+
+
+def wait_workers_gone() -> None:
+    """Idle workers of a finished dispatcher leave within a fraction of a second."""
+    deadline = time.monotonic() + 5
+    while workers_alive():
+        assert time.monotonic() < deadline, "workers of an earlier dispatcher are still alive"
+        time.sleep(0.05)
+
+
+def test_workers_never_outnumber_servers_or_unfinished_items():
+    wait_workers_gone()
+    few = Concurrency(0.5)
+    answers = run_all(Dispatcher(ITEMS[:3], str, lambda: "s", few, workers=1, deadline_s=10,
+                                 capacity=lambda: 50, poll_s=0.05))
+    assert set(answers) == set(ITEMS[:3]) and few.most == 3 and few.workers <= 3
+    wait_workers_gone()
+    many = Concurrency(0.3)
+    answers = run_all(Dispatcher(ITEMS, str, lambda: "s", many, workers=1, deadline_s=10,
+                                 capacity=lambda: 2, poll_s=0.05))
+    assert set(answers) == set(ITEMS) and many.most == 2 and many.workers == 2

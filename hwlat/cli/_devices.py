@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
-import shutil
 
 import typer
 from rich.console import Console
@@ -91,10 +89,14 @@ def add(
     key: str = typer.Option(..., help="Key the device's RPC servers register under."),
     target: str = typer.Option(..., help='TVM target as JSON, e.g. \'{"kind": "llvm", "mtriple": '
                                          '"aarch64-linux-gnu", "mcpu": "cortex-a72", "num-cores": 4}\'.'),
-    cc: str = typer.Option(None, help="Compiler linking libraries for the board, e.g. aarch64-linux-gnu-g++ "
+    cc: str = typer.Option(None, help="Cross compiler linking libraries for the board, e.g. aarch64-linux-gnu-gcc "
                                       "(default: the host's, for boards of the host's architecture)."),
 ) -> None:
-    """Register a remote device reached through a TVM RPC tracker (no network access: see `check`)."""
+    """Register a remote device reached through a TVM RPC tracker (no network access: see `check`).
+
+    The compiler that will link its libraries must build for the target's mtriple (checked now).
+    """
+    from hwlat.devices._cross import link_compiler
     from hwlat.devices._rpc import parse_tracker, target_fingerprint
     from hwlat.profilers.runtimes._tvm import tvm_target
 
@@ -103,17 +105,12 @@ def add(
         raise HwlatError("--key must not be empty")
     spec = _parse_target(target)
     tvm_target(spec, threads=spec.get("num-cores", 1))
-    if cc is not None and not shutil.which(cc):
-        raise HwlatError(f"--cc {cc!r}: no such compiler on PATH")
+    link_compiler(spec, cc, name)
     connection = {"tracker": tracker, "key": key, "target": spec, **({"cc": cc} if cc else {})}
     device = Device(name=name, kind="rpc", fingerprint=target_fingerprint(spec), connection=connection)
     DeviceRegistry().add(device)
     typer.echo(f"registered {name!r} ({device.id}): key {key!r} at tracker {tracker}; "
                f"run `hwlat devices check {name}` to reach it")
-    board_arch = (spec.get("mtriple") or "").split("-")[0]
-    if board_arch and board_arch != platform.machine() and not cc:
-        typer.echo(f"note: the target is {board_arch} but this host is {platform.machine()}: pass --cc with a "
-                   f"cross compiler (e.g. --cc {spec['mtriple']}-g++) or uploads will not load", err=True)
 
 
 @app.command()
@@ -122,7 +119,8 @@ def check(
     wait: float = typer.Option(10.0, help="Seconds to wait for a server with the device's key."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Reach a remote device: tracker, servers of its key, fingerprint (read on the board where possible)."""
+    """Reach a remote device: tracker, servers of its key, fingerprint (from the board where possible), compiler."""
+    from hwlat.devices._cross import link_compiler
     from hwlat.devices._rpc import connect_device, rpc_address
 
     registry = DeviceRegistry()
@@ -131,15 +129,18 @@ def check(
         raise HwlatError(f"device {name!r} is {device.kind!r}: only remote (rpc) devices can be checked")
     tracker, key = rpc_address(device)
     live, status, from_board = connect_device(device, wait)
+    compiler = link_compiler(device.connection.get("target") or {}, device.connection.get("cc"), name)
     if from_board and live.fingerprint != device.fingerprint:
         registry.add(live)  # profiling records the board's own fingerprint too
     source = "board" if from_board else "TVM target"
     if as_json:
         typer.echo(json.dumps({"name": name, "tracker": tracker, "key": key, "servers": status.total,
-                               "free": status.free, "fingerprint_source": source, "id": live.id}, sort_keys=True))
+                               "free": status.free, "addresses": list(status.addresses),
+                               "fingerprint_source": source, "id": live.id, "compiler": compiler}, sort_keys=True))
         return
-    typer.echo(f"{name}: tracker {tracker} reachable; key {key!r}: {status.total} server(s), {status.free} free; "
-               f"fingerprint from the {source}: {live.id}")
+    typer.echo(f"{name}: tracker {tracker} reachable; key {key!r}: {status.total} server(s) "
+               f"({', '.join(status.addresses)}), {status.free} free; "
+               f"fingerprint from the {source}: {live.id}; libraries linked with {compiler}")
 
 
 @app.command()

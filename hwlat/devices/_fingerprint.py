@@ -129,7 +129,7 @@ def _read_py_cpuinfo() -> dict:
         import cpuinfo
 
         info = cpuinfo.get_cpu_info()
-    except Exception:  # py-cpuinfo probes the CPU in ways that can fail on exotic systems
+    except Exception:  # py-cpuinfo probes the CPU in ways that can fail on exotic systems  # noqa: BLE001
         return {}
     caches = {"l1d": info.get("l1_data_cache_size"), "l1i": info.get("l1_instruction_cache_size"),
               "l2": info.get("l2_cache_size"), "l3": info.get("l3_cache_size")}
@@ -216,7 +216,7 @@ def _read_gpu() -> dict | None:
             "cuda_version": torch.version.cuda or getattr(torch.version, "hip", None),
             "driver_version": _nvidia_driver_version(),
         }
-    except Exception:  # a broken CUDA install must not prevent describing the CPU
+    except Exception:  # a broken CUDA install must not prevent describing the CPU  # noqa: BLE001
         return None
 
 

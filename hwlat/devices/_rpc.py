@@ -14,10 +14,13 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from hwlat._errors import HwlatError
 from hwlat.devices._registry import Device
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 #: global function that ``hwlat devices serve`` registers on the board: returns its fingerprint as JSON
 FINGERPRINT_FUNCTION = "hwlat.fingerprint"
@@ -34,13 +37,14 @@ def parse_tracker(text: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class KeyStatus:
-    """Servers registered under one key at a tracker, and how many are free right now."""
+    """Servers registered under one key at a tracker (HOST:PORT as the tracker sees them), how many are free now."""
 
     tracker: str
     key: str
     total: int
     free: int
     other_keys: tuple[str, ...]
+    addresses: tuple[str, ...] = ()
 
 
 class NoServerError(HwlatError):
@@ -78,7 +82,7 @@ class _TrackerConnection:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> _TrackerConnection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -96,10 +100,13 @@ def key_status(tracker: str, key: str, timeout_s: float = 10.0) -> KeyStatus:
             raise HwlatError(f"RPC tracker {tracker} gave no summary: {exc}") from None
     if not (isinstance(answer, list) and answer and answer[0] == TrackerCode.SUCCESS):
         raise HwlatError(f"RPC tracker {tracker} answered the summary request with {answer!r}")
-    servers = [info.get("key", "").removeprefix("server:") for info in answer[1].get("server_info", [])]
+    infos = answer[1].get("server_info", [])
+    servers = [info.get("key", "").removeprefix("server:") for info in infos]
+    addresses = sorted(":".join(map(str, info.get("addr", ()))) for info, server in zip(infos, servers)
+                       if server == key)
     free = answer[1].get("queue_info", {}).get(key, {}).get("free", 0)
     return KeyStatus(tracker, key, total=servers.count(key), free=int(free),
-                     other_keys=tuple(sorted(set(servers) - {key})))
+                     other_keys=tuple(sorted(set(servers) - {key})), addresses=tuple(addresses))
 
 
 def wait_for_servers(tracker: str, key: str, wait_s: float, device: str) -> KeyStatus:
@@ -116,8 +123,39 @@ def wait_for_servers(tracker: str, key: str, wait_s: float, device: str) -> KeyS
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
 
-def request_session(tracker: str, key: str, wait_s: float, session_timeout_s: float = 0.0):
-    """An RPC session on a free server with `key`; NoServerError if none is free within `wait_s`.
+class RemoteSession:
+    """One RPC session on a server, closed by `close()` or on leaving `with` rather than left to the GC.
+
+    TVM has no call that ends a session: its connection closes when the last object holding it goes. So
+    `rpc` is the only handle given out, and remote modules and functions taken from it must not outlive
+    the item they serve (keep them local; clear the frames of a traceback that escapes).
+    """
+
+    def __init__(self, session, server: str) -> None:
+        self._session, self.server = session, server
+
+    @property
+    def rpc(self):
+        """The TVM `RPCSession`; HwlatError once closed."""
+        if self._session is None:
+            raise HwlatError(f"the RPC session with server {self.server} is closed")
+        return self._session
+
+    def close(self) -> None:
+        """Release the session now: its handle and cached remote functions, each holding the connection."""
+        session, self._session = self._session, None
+        if session is not None:
+            vars(session).clear()  # so a stray reference to the RPCSession object keeps nothing open
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def request_session(tracker: str, key: str, wait_s: float, session_timeout_s: float = 0.0) -> RemoteSession:
+    """A session on a free server with `key`; NoServerError if none is free within `wait_s`.
 
     With `session_timeout_s` > 0 the server kills the session after that many seconds.
     """
@@ -133,7 +171,13 @@ def request_session(tracker: str, key: str, wait_s: float, session_timeout_s: fl
     if not (isinstance(answer, list) and answer and answer[0] == TrackerCode.SUCCESS):
         raise HwlatError(f"RPC tracker {tracker} refused a session for key {key!r}: {answer!r}")
     host, port, matchkey = answer[1]
-    return rpc.connect(host, port, matchkey, session_timeout=session_timeout_s)
+    server = f"{host}:{port}"
+    try:
+        return RemoteSession(rpc.connect(host, port, matchkey, session_timeout=session_timeout_s), server)
+    except Exception as exc:  # TVM raises its own error types when the server is gone  # noqa: BLE001
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise NoServerError(f"RPC server {server} with key {key!r} did not accept a session: "
+                            f"{lines[-1] if lines else type(exc).__name__}") from None
 
 
 def rpc_address(device: Device) -> tuple[str, str]:
@@ -160,10 +204,10 @@ def connect_device(device: Device, wait_s: float) -> Connected:
     tracker, key = rpc_address(device)
     status = wait_for_servers(tracker, key, wait_s, device.name)
     try:
-        session = request_session(tracker, key, wait_s)
+        with request_session(tracker, key, wait_s) as session:
+            fingerprint = remote_fingerprint(session.rpc)
     except NoServerError as exc:
         raise HwlatError(f"device {device.name!r}: {exc}") from None
-    fingerprint = remote_fingerprint(session)
     if fingerprint is None:
         return Connected(device, status, from_board=False)
     return Connected(replace(device, fingerprint=fingerprint), status, from_board=True)

@@ -2,8 +2,10 @@
 
 Each worker thread pulls items from one shared queue. A worker whose server breaks mid-item puts the item
 back (up to `max_attempts` tries); a worker that can no longer get a server stops and leaves its item to
-the others; an item running past its deadline is failed and its worker abandoned (and replaced). When no
-worker is left, the remaining items fail with the last reason a worker gave.
+the others; an item running past its deadline is failed and its worker abandoned (and replaced). Every
+server acquired is released as soon as its item is done. With a `capacity` (servers available now), more
+workers are started as servers join. When no worker is left, the remaining items fail with the last reason
+a worker gave.
 """
 
 from __future__ import annotations
@@ -38,14 +40,18 @@ class Dispatcher:
 
     `prepare` runs on the host (its exceptions fail the item); `acquire` raises NoServer when this worker
     should stop; only `run` is under the item's deadline: it returns the answer dict or raises ServerLost
-    (retry elsewhere) or ItemFailed (final); any other exception counts as ServerLost.
+    (retry elsewhere) or ItemFailed (final); any other exception counts as ServerLost. `release(server)`
+    follows every `run`. `capacity()`, asked every `poll_s` seconds, is how many workers may run now.
     """
 
     def __init__(self, items: list[str], prepare: Callable[[str], object], acquire: Callable[[], object],
                  run: Callable[[str, object, object], dict], workers: int, deadline_s: float,
-                 max_attempts: int = 3) -> None:
-        self._prepare, self._acquire, self._run = prepare, acquire, run
+                 max_attempts: int = 3, release: Callable[[object], None] | None = None,
+                 capacity: Callable[[], int] | None = None, poll_s: float = 2.0) -> None:
+        self._prepare, self._acquire, self._run, self._release = prepare, acquire, run, release
         self._deadline_s, self._max_attempts = deadline_s, max_attempts
+        self._capacity, self._poll_s = capacity, poll_s
+        self._next_poll = time.monotonic() + poll_s
         self._todo: queue.Queue[str] = queue.Queue()
         for item in items:
             self._todo.put(item)
@@ -74,6 +80,7 @@ class Dispatcher:
                 except queue.Empty:
                     pass
                 self._expire_overdue()
+                self._follow_capacity()
                 with self._lock:
                     stranded = not self._live and self._answers.empty()
                 if stranded:
@@ -128,18 +135,27 @@ class Dispatcher:
         """Prepare, acquire a server for and run one item; False when this worker should stop."""
         try:
             prepared = self._prepare(item)
-        except Exception as exc:  # host-side failure of this item only (e.g. it does not compile)
+        except Exception as exc:  # host-side failure of this item only (e.g. it does not compile)  # noqa: BLE001
             self._finish(item, {"error": _describe(exc)})
             return True
         try:
             server = self._acquire()
-        except Exception as exc:  # NoServer, or anything that keeps this worker from reaching a server
+        except Exception as exc:  # NoServer, or anything that keeps this worker from reaching a server  # noqa: BLE001
             self._gave_up = str(exc) if isinstance(exc, NoServer) else _describe(exc)
             self._todo.put(item)
             return False
+        try:
+            self._run_on(item, prepared, server, worker)
+        finally:
+            if self._release is not None:
+                self._release(server)
+        return True
+
+    def _run_on(self, item: str, prepared: object, server: object, worker: int) -> None:
+        """Run one item on an acquired server and record its answer, or put it back for another try."""
         with self._lock:
             if item in self._final:
-                return True
+                return
             self._running[item] = _Running(worker, time.monotonic())
             self._attempts[item] += 1
             attempt = self._attempts[item]
@@ -147,18 +163,14 @@ class Dispatcher:
             answer = self._run(item, prepared, server)
         except ItemFailed as exc:
             self._finish(item, {"error": str(exc)}, worker)
-            return True
-        except Exception as exc:  # ServerLost or an unexpected break: the item may succeed elsewhere
+        except Exception as exc:  # ServerLost or an unexpected break: the item may succeed elsewhere  # noqa: BLE001
             if attempt >= self._max_attempts:
                 last = str(exc) if isinstance(exc, ServerLost) else _describe(exc)
                 self._finish(item, {"error": f"failed {attempt} times, last: {last}"}, worker)
             else:
                 self._requeue(item, worker)
-            return True
-        finally:
-            server = None
-        self._finish(item, answer, worker)
-        return True
+        else:
+            self._finish(item, answer, worker)
 
     def _expire_overdue(self) -> None:
         """Fail items running past the deadline; their workers are abandoned and replaced."""
@@ -172,6 +184,17 @@ class Dispatcher:
                     self._live.discard(running.worker)
                     self._abandoned.add(running.worker)
                 self._spawn()
+
+    def _follow_capacity(self) -> None:
+        """Every `poll_s`: start workers up to `capacity()` and the unfinished items (not once all have stopped)."""
+        if self._capacity is None or time.monotonic() < self._next_poll or not self._live:
+            return
+        wanted = self._capacity()
+        self._next_poll = time.monotonic() + self._poll_s
+        with self._lock:
+            missing = min(wanted, len(self._attempts) - len(self._final)) - len(self._live)
+        for _ in range(missing):
+            self._spawn()
 
     def _fail_remaining(self) -> Iterator[tuple[str, dict]]:
         reason = self._gave_up or "no worker left"

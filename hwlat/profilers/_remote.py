@@ -13,6 +13,7 @@ import os
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +21,14 @@ from pathlib import Path
 from hwlat._errors import HwlatError
 from hwlat._home import hwlat_home
 from hwlat.devices import Device
-from hwlat.devices._rpc import NoServerError, key_status, request_session, rpc_address
+from hwlat.devices._cross import link_compiler
+from hwlat.devices._rpc import (
+    NoServerError,
+    RemoteSession,
+    key_status,
+    request_session,
+    rpc_address,
+)
 from hwlat.profilers._dispatch import Dispatcher, ItemFailed, NoServer, ServerLost
 from hwlat.profilers._protocol import MeasurementProtocol, Timer, measure
 from hwlat.profilers._workload import Workload
@@ -28,6 +36,8 @@ from hwlat.profilers.runtimes._tvm import TvmRuntime, tvm_target
 
 #: seconds the host waits beyond the item timeout before giving up on a server that stopped answering
 HOST_GRACE_S = 30.0
+#: seconds between two looks at the tracker for servers that joined the key mid-run
+JOIN_POLL_S = 2.0
 
 
 def evaluator_timer(vm, device) -> Timer:
@@ -116,10 +126,23 @@ def run_on_session(session, library: Path, workload: Workload, protocol: Measure
 def measure_remote(archs: list[str], *, space: str, batch_size: int, engine: TvmRuntime, device: Device,
                    protocol: MeasurementProtocol, workers: int, item_timeout_s: float,
                    connect_timeout_s: float) -> Iterator[tuple[str, dict]]:
-    """(arch, answer) for every arch, measured on up to `workers` servers of `device` in parallel."""
+    """(arch, answer) for every arch, measured on `workers` servers of `device` in parallel, more as servers join.
+
+    Checked now, before any answer is asked for: the device's address and that a compiler links for its target.
+    """
     tracker, key = rpc_address(device)
-    device_type = tvm_target(engine.target, engine.threads).get_target_device_type()
-    builds = HostBuilds(engine, cc=device.connection.get("cc"))
+    target = tvm_target(engine.target, engine.threads)
+    cc = device.connection.get("cc")
+    link_compiler(engine.target or {}, cc, device.name)
+    return _answers(archs, space, batch_size, engine, device, protocol, workers, item_timeout_s, connect_timeout_s,
+                    tracker, key, target.get_target_device_type(), cc)
+
+
+def _answers(archs: list[str], space: str, batch_size: int, engine: TvmRuntime, device: Device,
+             protocol: MeasurementProtocol, workers: int, item_timeout_s: float, connect_timeout_s: float,
+             tracker: str, key: str, device_type: int, cc: str | None) -> Iterator[tuple[str, dict]]:
+    """The answers of `measure_remote`, its arguments checked: compile in the background, dispatch to servers."""
+    builds = HostBuilds(engine, cc=cc)
     workloads = {arch: Workload(space, arch, batch_size) for arch in archs}
     for workload in workloads.values():
         builds.submit(workload)
@@ -140,17 +163,20 @@ def measure_remote(archs: list[str], *, space: str, batch_size: int, engine: Tvm
             except HwlatError as exc:  # the tracker itself is gone
                 raise NoServer(f"device {device.name!r} stopped answering: {exc}") from None
 
-    def run(arch: str, library: Path, session) -> dict:
+    def run(arch: str, library: Path, session: RemoteSession) -> dict:
         try:
-            return run_on_session(session, library, workloads[arch], protocol, engine.threads, device_type)
-        except Exception as exc:
+            return run_on_session(session.rpc, library, workloads[arch], protocol, engine.threads, device_type)
+        except Exception as exc:  # any failure on the server side, sorted out below  # noqa: BLE001
+            traceback.clear_frames(exc.__traceback__)  # its frames hold remote objects that keep the session open
             text = str(exc)
             if "SessionTimeout" in text:
                 raise ItemFailed(f"timed out after {item_timeout_s:.0f} s on device {device.name!r}") from None
             lines = [line for line in text.splitlines() if line.strip()]
             raise ServerLost(f"{type(exc).__name__}: {lines[-1] if lines else ''}") from None
 
-    dispatcher = Dispatcher(archs, prepare, acquire, run, workers=workers, deadline_s=item_timeout_s + HOST_GRACE_S)
+    dispatcher = Dispatcher(archs, prepare, acquire, run, workers=workers, deadline_s=item_timeout_s + HOST_GRACE_S,
+                            release=RemoteSession.close, capacity=lambda: _registered(tracker, key),
+                            poll_s=JOIN_POLL_S)
     try:
         yield from dispatcher.answers()
     finally:
@@ -158,8 +184,8 @@ def measure_remote(archs: list[str], *, space: str, batch_size: int, engine: Tvm
 
 
 def _registered(tracker: str, key: str) -> int:
-    """Servers registered under `key` (0 if the tracker cannot be reached)."""
+    """Servers registered under `key` (0 if the tracker cannot be reached within a few seconds)."""
     try:
-        return key_status(tracker, key).total
+        return key_status(tracker, key, timeout_s=5.0).total
     except HwlatError:
         return 0
