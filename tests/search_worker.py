@@ -1,12 +1,16 @@
 """A search worker process for tests: joins a shared study and scores archs slowly (so it can be killed mid-run).
 
-    python tests/search_worker.py STORAGE STUDY TRIALS SEED
+    python tests/search_worker.py STORAGE STUDY TRIALS SEED [MARKER [hang]]
+
+MARKER: a file created when this worker starts scoring an architecture; with "hang" the worker then stops
+inside that trial (so a test can kill it there, its architecture chosen and its heartbeat running).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from hwlat.search import FunctionMetric, SpaceCount, run_search
 from hwlat.spaces import get_space
@@ -14,7 +18,9 @@ from hwlat.spaces import get_space
 
 def slow_score(arch: str) -> float:
     """Number of 3x3 convolutions, after a pause that stands for training or measuring."""
-    time.sleep(0.05)
+    if len(sys.argv) > 5:
+        Path(sys.argv[5]).touch()
+    time.sleep(600 if sys.argv[6:] == ["hang"] else 0.05)
     return float(get_space("nb201").ops(arch).count("nor_conv_3x3"))
 
 

@@ -203,3 +203,14 @@ def test_every_architecture_in_choices_is_reachable():
     for combo in combos:
         arch = SPACE.from_choices(dict(zip(SPACE.choices(), combo)))
         assert SPACE.canonical(arch) == arch
+
+
+def test_workers_share_one_study(tmp_path):
+    from search_worker import slow_score
+
+    storage = f"sqlite:///{tmp_path / 'workers.db'}"
+    result = run_search("nb201", [FunctionMetric("score", slow_score), SpaceCount("nb201", "params")], trials=30,
+                        storage=storage, study_name="two", workers=2, heartbeat_s=1.0)
+    states = result.trials["state"].value_counts().to_dict()
+    assert 30 <= states["COMPLETE"] <= 31 and "RUNNING" not in states  # a worker may finish one trial past the budget
+    assert result.settings["workers"] == 2 and len(result.front) >= 1

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from hwlat._errors import HwlatError
 from hwlat.store import hide_password
+
+#: attempts at creating an RDB storage whose tables another worker may be creating concurrently
+_CREATE_ATTEMPTS = 5
 
 
 def open_storage(storage: str | None, heartbeat_s: float = 10.0) -> optuna.storages.BaseStorage | None:
@@ -27,12 +31,18 @@ def open_storage(storage: str | None, heartbeat_s: float = 10.0) -> optuna.stora
         raise HwlatError(f"heartbeat must be a positive number of seconds, got {heartbeat_s}")
     if "://" in storage:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
-        try:
-            return RDBStorage(storage, heartbeat_interval=max(1, round(heartbeat_s)),
-                              grace_period=max(2, round(2 * heartbeat_s)),
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
-        except (SQLAlchemyError, ImportError, ValueError) as error:  # bad URL, missing driver, unreachable server
-            raise HwlatError(f"cannot open search storage {public_url(storage)}: {error}") from None
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                return RDBStorage(storage, heartbeat_interval=max(1, round(heartbeat_s)),
+                                  grace_period=max(2, round(2 * heartbeat_s)),
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+            except IntegrityError:  # another worker is creating the tables at the same moment
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise HwlatError(f"cannot create search storage {public_url(storage)}: "
+                                     "concurrent creation kept failing") from None
+                time.sleep(0.5)
+            except (SQLAlchemyError, ImportError, ValueError) as error:  # bad URL, missing driver, unreachable
+                raise HwlatError(f"cannot open search storage {public_url(storage)}: {error}") from None
     path = Path(storage).expanduser()
     if path.suffix not in (".log", ".journal"):
         raise HwlatError(f"search storage {storage!r} is neither a URL (sqlite:///file.db, postgresql://...) "
