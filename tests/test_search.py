@@ -145,6 +145,8 @@ def test_bad_search_inputs():
         run_search("nb201", [accuracy], workers=2)
     with pytest.raises(HwlatError, match="both called"):
         run_search("nb201", [accuracy, FunctionMetric("score", edge_count)])
+    with pytest.raises(HwlatError, match="space 'ofa' cannot be searched"):
+        run_search("ofa", [accuracy])
     with pytest.raises(HwlatError, match="no value for arch"):
         TableMetric("acc", {})(["x"])
 

@@ -33,7 +33,10 @@ class ArchObjective:
         self.metrics = metrics
         self.cheap = [m for m in metrics.values() if not m.costly]
         self.costly = [m for m in metrics.values() if m.costly]
-        self.choices = self.space.choices()
+        try:
+            self.choices = self.space.choices()
+        except NotImplementedError as error:
+            raise HwlatError(f"space {space!r} cannot be searched: {error}") from None
         self._cache: dict[str, dict[str, float]] = {}
 
     @property

@@ -70,6 +70,7 @@ def _check_study(study: optuna.Study, settings: dict) -> None:
     if known is None:
         study.set_user_attr("settings", settings)
         return
+
     def signature(given: dict) -> tuple:
         return (given["space"], [(m["name"], m["goal"]) for m in given["objectives"]],
                 [c["key"] for c in given["constraints"]])
