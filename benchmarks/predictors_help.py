@@ -1,11 +1,14 @@
 """Latency predictors under HELP's protocol on the shared HELP data, beside HELP's published Spearman rho.
 
 Per meta-test device present in the data: rho (mean ± std over seeds) of each predictor at the strict budget
-(the 10 reference latencies only, "s0") and with 5/10/20 random samples beside them, a linear ceiling (ridge on
-the one-hot encoding fitted on every arch of the target outside its test pool), at 10 samples the MAPE, the
-share within ±10 % and the share within the predicted mean ± 2 std (where the predictor gives a std), the
-slowest adaptation and batched predictions per second. Optionally, seeded random device partitions (sources
-drawn at random, every other device a target), and leave one platform out on the project's own table.
+(the 10 reference latencies only, "s0") and with 5/10/20 random samples beside them, for predictors that can
+choose their samples also with the same budgets chosen by active selection ("a5".., deterministic: one run), a
+linear ceiling (ridge on the one-hot encoding fitted on every arch of the target outside its test pool), at 10
+samples the MAPE and the share within ±10 %, the share of test latencies within the predicted mean ± 2 std at
+each random budget (where the predictor gives a std), the slowest adaptation and batched predictions per second.
+Optionally, seeded random device partitions (sources drawn at random, every other device a target; 10 random
+and, where the predictor can choose, 10 actively chosen samples), and leave one platform out on the project's
+own table.
 Usage: python benchmarks/predictors_help.py [--data DIR] [--spaces nb201,fbnet]
        [--predictors hwlat,help,lut,gb,mlp,flops] [--samples 0,5,10,20] [--seeds 5] [--partitions 0]
        [--partition-predictors hwlat] [--project data/nb201-cpu/measurements.csv]
@@ -26,6 +29,7 @@ from hwlat.datasets import LatencyDataset, load_help
 from hwlat.predictors import (HELP_PUBLISHED, HELP_SPLITS, evaluate, make_predictor, pools, predictor_kinds,
                               score, source_view)
 from hwlat.spaces import get_space
+
 
 def default_data() -> Path:
     root = Path(__file__).resolve().parents[1]
@@ -72,27 +76,38 @@ def run_space(dataset, names: list[str], budgets: list[int], seeds: int) -> None
         predictor = make_predictor(name).fit(source_view(dataset, sources))
         fit_s = time.perf_counter() - start
         print(f"-- {name} (fit on sources {fit_s:.1f} s)")
-        header = f"   {'device':15s} {'HELP pub.':>9s} " + " ".join(f"{f's{b}':>15s}" for b in budgets)
-        print(header + f" {'ceiling':>8s} {'MAPE@10':>8s} {'±10%@10':>8s} {'±2σ@10':>8s} {'adapt max':>10s} "
-                       f"{'pred/s':>10s}")
+        chosen = [b for b in budgets if b > 0] if predictor.can_select else []
+        header = (f"   {'device':15s} {'HELP pub.':>9s} " + " ".join(f"{f's{b}':>15s}" for b in budgets)
+                  + "".join(f" {f'a{b}':>7s}" for b in chosen))
+        print(header + f" {'ceiling':>8s} {'MAPE@10':>8s} {'±10%@10':>8s} {'±2σ % by budget':>16s} "
+                       f"{'adapt max':>10s} {'pred/s':>10s}")
         for target in targets:
-            cells, extra, adapt = [], ([], [], []), 0.0
+            cells, extra, coverage, adapt = [], ([], []), [], 0.0
             for budget in budgets:
                 result = score(predictor, dataset, target, samples=budget, seeds=seeds)
                 cells.append(f"{result.spearman_mean:.4f}±{result.spearman_std:.4f}")
-                means.setdefault((name, budget), []).append(result.spearman_mean)
+                means.setdefault((name, f"s{budget}"), []).append(result.spearman_mean)
                 adapt = max(adapt, *result.adapt_s)
+                if result.within2std:
+                    coverage.append(f"{100 * np.mean(result.within2std):.0f}")
                 if budget == 10:
-                    extra = (np.mean(result.mape), np.mean(result.within10), result.within2std)
+                    extra = (np.mean(result.mape), np.mean(result.within10))
+            for budget in chosen:  # deterministic given the reference latencies: one run
+                result = score(predictor, dataset, target, samples=budget, seeds=1, select="active")
+                cells.append(f"{result.spearman_mean:.4f}")
+                means.setdefault((name, f"a{budget}"), []).append(result.spearman_mean)
             # FLOPs are counted once per arch and cached, so a rate over the scored archs would mislead
             rate = "-" if name == "flops" else f"{throughput(predictor, list(dataset.archs[:1900]), 100_000):.0f}"
             pub = published.get(target)
-            mape = " ".join(f"{100 * np.mean(v):7.1f}%" if len(np.atleast_1d(v)) else f"{'-':>8s}" for v in extra)
-            print(f"   {target:15s} {pub if pub else '-':>9} " + " ".join(f"{c:>15s}" for c in cells)
-                  + f" {ceiling(dataset, target):8.4f} {mape} {adapt:9.3f}s {rate:>10s}")
+            mape = " ".join(f"{100 * v:7.1f}%" if len(np.atleast_1d(v)) else f"{'-':>8s}" for v in extra)
+            print(f"   {target:15s} {pub if pub else '-':>9} " + " ".join(f"{c:>15s}" for c in cells[:len(budgets)])
+                  + "".join(f" {c:>7s}" for c in cells[len(budgets):])
+                  + f" {ceiling(dataset, target):8.4f} {mape} {'/'.join(coverage) or '-':>16s} {adapt:9.3f}s "
+                    f"{rate:>10s}")
         help_mean = np.mean([published[t] for t in targets if t in published]) if published else float("nan")
         print(f"   {'mean':15s} {help_mean:9.4f} "
-              + " ".join(f"{np.mean(means[(name, b)]):>15.4f}" for b in budgets)
+              + " ".join(f"{np.mean(means[(name, f's{b}')]):>15.4f}" for b in budgets)
+              + "".join(f" {np.mean(means[(name, f'a{b}')]):>7.4f}" for b in chosen)
               + "   (HELP pub. mean over the devices present)")
 
 
@@ -104,10 +119,18 @@ def run_partitions(dataset, partitions: int, seeds: int, names: list[str]) -> No
         sources, targets = devices[:9], devices[9:]
         for name in names:
             predictor = make_predictor(name).fit(source_view(dataset, sources))
-            rhos = [score(predictor, dataset, t, samples=10, seeds=seeds).spearman_mean for t in targets]
+            results = [score(predictor, dataset, t, samples=10, seeds=seeds) for t in targets]
+            rhos = [r.spearman_mean for r in results]
             worst = targets[int(np.argmin(rhos))]
-            print(f"   partition {partition} {name:6s}: mean rho {np.mean(rhos):.4f} over {len(targets)} targets, "
-                  f"min {min(rhos):.4f} ({worst})")
+            line = (f"   partition {partition} {name:6s}: mean rho {np.mean(rhos):.4f} over {len(targets)} targets, "
+                    f"min {min(rhos):.4f} ({worst})")
+            if predictor.provides_std:
+                line += f"; ±2σ coverage {100 * np.mean([np.mean(r.within2std) for r in results]):.0f} %"
+            if predictor.can_select:
+                active = [score(predictor, dataset, t, samples=10, seeds=1, select="active").spearman_mean
+                          for t in targets]
+                line += f"; active selection: mean rho {np.mean(active):.4f}, min {min(active):.4f}"
+            print(line)
 
 
 def run_lopo(help_data, table: Path, seeds: int) -> None:

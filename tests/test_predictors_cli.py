@@ -53,6 +53,39 @@ def test_train_adapt_predict(tmp_path):
     assert np.median(np.abs(predicted - truth) / truth) < 0.1
 
 
+def test_evaluate_with_active_selection_json():
+    root = require_shared("data/help")
+    result = invoke("evaluate", "--data", str(root), "--space", "nb201", "--target", "gold_6226", "--samples", "5",
+                    "--seeds", "2", "--select", "active", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["selection"] == "active" and out["measured"] == 15 and out["spearman_std"] == 0
+    assert out["spearman_mean"] > 0.98
+
+
+def test_select_names_archs_to_measure_next(tmp_path):
+    root = require_shared("data/help")
+    model = tmp_path / "p.npz"
+    assert invoke("train", "--data", str(root), "--space", "nb201", "--out", str(model),
+                  "--train-devices", "1080ti_1,silver_4114,pixel3").exit_code == 0
+    data = load_help(root, "nb201")
+    refs = list(data.references)
+    pd.DataFrame({"arch": [data.archs[i] for i in refs], "latency_ms": data["fpga"][refs]}).to_csv(
+        tmp_path / "refs.csv", index=False)
+    assert invoke("adapt", "--model", str(model), "--samples", str(tmp_path / "refs.csv"),
+                  "--out", str(tmp_path / "a.npz")).exit_code == 0
+    candidates = list(data.archs[:300])
+    (tmp_path / "candidates.txt").write_text("\n".join(candidates) + "\n")
+    result = invoke("select", "--model", str(tmp_path / "a.npz"), "--archs", str(tmp_path / "candidates.txt"),
+                    "--count", "5")
+    assert result.exit_code == 0, result.output
+    chosen = result.stdout.split()
+    assert len(set(chosen)) == 5 and set(chosen) <= set(candidates)
+    assert not set(chosen) & {data.archs[i] for i in refs}
+    result = invoke("select", "--model", str(model), "--archs", str(tmp_path / "candidates.txt"))
+    assert result.exit_code != 0 and "must be adapted" in str(result.exception)
+
+
 def test_holdout_on_a_merged_measurement_table(tmp_path):
     """A project table (one device, two platforms) merged with HELP's folder; the target is one platform."""
     root = require_shared("data/help")
@@ -97,7 +130,9 @@ def test_bad_input_is_one_line_error(tiny_help, monkeypatch, capsys):
                           (["--target", "fpga", "--train-devices", "board", "--predictor", "oracle"],
                            "unknown predictor"),
                           (["--target", "fpga"], "no HELP meta-train device"),
-                          (["--target", "fpga", "--train-devices", "board", "--seeds", "0"], "seeds must be")):
+                          (["--target", "fpga", "--train-devices", "board", "--seeds", "0"], "seeds must be"),
+                          (["--target", "fpga", "--train-devices", "board", "--select", "clever"],
+                           "selection 'clever' unknown")):
         code, err = run_main(monkeypatch, capsys, "predictor", "evaluate", "--data", str(tiny_help), "--space",
                              "nb201", *args)
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err

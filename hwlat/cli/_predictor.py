@@ -10,10 +10,10 @@ import typer
 
 from hwlat._errors import HwlatError
 from hwlat.datasets import LatencyDataset, load_dataset
-from hwlat.predictors import (HELP_SPLITS, PROTOCOLS, BasePredictor, evaluate as run_evaluation, make_predictor,
-                              predictor_kinds)
+from hwlat.predictors import (HELP_SPLITS, PROTOCOLS, SELECTIONS, BasePredictor, evaluate as run_evaluation,
+                              make_predictor, predictor_kinds)
 
-app = typer.Typer(no_args_is_help=True, help="Latency predictors: evaluate, train, adapt, predict.")
+app = typer.Typer(no_args_is_help=True, help="Latency predictors: evaluate, train, adapt, select, predict.")
 
 _DATA_HELP = ("HELP data folder (or a space folder inside it), or a measurement table (.csv/.parquet); "
               "repeat to merge several (devices of all, archs of all).")
@@ -54,18 +54,22 @@ def evaluate(
     kind: str = typer.Option("hwlat", "--predictor", help=_KIND_HELP),
     protocol: str = typer.Option("help", "--protocol", help=f"One of {', '.join(PROTOCOLS)}: HELP's pools and "
                                  "references, or random target samples scored on all its other measured archs."),
+    select: str = typer.Option("random", "--select", help=f"One of {', '.join(SELECTIONS)}: the samples beside "
+                               "the references drawn at random from the trimmed training pool, or chosen by the "
+                               "predictor from the training pool (same budget; the same rows for every seed)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Spearman's rho of a predictor on a device it never trained on, mean and std over seeds."""
     dataset = _load(data, space)
     devices = _train_devices(dataset, train_devices)
     result = run_evaluation(make_predictor(kind), dataset, target, devices, samples=samples, seeds=seeds,
-                            protocol=protocol)
+                            protocol=protocol, select=select)
     if as_json:
         typer.echo(json.dumps({"predictor": kind, "space": dataset.space, "protocol": protocol,
                                "train_devices": devices, **result.to_dict()}))
         return
-    typer.echo(f"{kind} on {target} ({dataset.space}, {result.measured} target latencies, {seeds} seeds): "
+    typer.echo(f"{kind} on {target} ({dataset.space}, {result.measured} target latencies, {select} samples, "
+               f"{seeds} seeds): "
                f"spearman {result.spearman_mean:.4f} ± {result.spearman_std:.4f}, "
                f"MAPE {100 * sum(result.mape) / seeds:.1f} %, within ±10 % {100 * sum(result.within10) / seeds:.1f} %")
 
@@ -99,16 +103,26 @@ def adapt(
 
 
 @app.command()
+def select(
+    model: Path = typer.Option(..., "--model", help="Predictor file adapted to the target (e.g. on its reference "
+                               "archs)."),
+    archs: Path = typer.Option(..., "--archs", help="Text file with one candidate arch string per line."),
+    count: int = typer.Option(10, "--count", help="How many archs to choose."),
+) -> None:
+    """Which candidate archs the target should measure next (active selection), one per line."""
+    names = _read_archs(archs)
+    for i in BasePredictor.load(model).select(names, count):
+        typer.echo(names[i])
+
+
+@app.command()
 def predict(
     model: Path = typer.Option(..., "--model", help="Adapted predictor file."),
     archs: Path = typer.Option(..., "--archs", help="Text file with one arch string per line."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {arch, latency_ms[, std_ms]}."),
 ) -> None:
     """Predicted latency in ms of each arch on the adapted device."""
-    try:
-        names = [line.strip() for line in archs.read_text().splitlines() if line.strip()]
-    except OSError as error:
-        raise HwlatError(f"{archs}: cannot read ({error.strerror})") from None
+    names = _read_archs(archs)
     predictor = BasePredictor.load(model)
     try:
         mean, std = predictor.predict(names, return_std=True)
@@ -121,6 +135,14 @@ def predict(
         return
     for row in rows:
         typer.echo(f"{row['latency_ms']:.4f}\t{row['arch']}")
+
+
+def _read_archs(path: Path) -> list[str]:
+    """Non-empty stripped lines of a text file."""
+    try:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except OSError as error:
+        raise HwlatError(f"{path}: cannot read ({error.strerror})") from None
 
 
 def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:

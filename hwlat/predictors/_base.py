@@ -36,6 +36,8 @@ class BasePredictor(BaseEstimator, abc.ABC):
     min_samples: ClassVar[int] = 2
     #: whether `predict(..., return_std=True)` works
     provides_std: ClassVar[bool] = False
+    #: whether `select` can choose which archs the target should measure next
+    can_select: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -77,6 +79,28 @@ class BasePredictor(BaseEstimator, abc.ABC):
         mean, std = self._predict(list(archs), return_std)
         return (mean, std) if return_std else mean
 
+    def select(self, archs: Sequence[str], count: int) -> np.ndarray:
+        """Indices into `archs` of the `count` archs the adapted target should measure next (active selection).
+
+        Archs the predictor was adapted on, and repeats, are never chosen.
+        """
+        if not self.can_select:
+            raise HwlatError(f"{self.kind} predictor cannot choose which archs to measure")
+        if getattr(self, "samples_", None) is None:
+            raise HwlatError(f"{self.kind} predictor must be adapted (e.g. on the reference archs) before select")
+        space = get_space(self.space_)
+        canonical = [space.canonical(a) for a in archs]
+        seen = set(self.samples_[0])
+        open_rows = []
+        for i, arch in enumerate(canonical):
+            if arch not in seen:
+                seen.add(arch)
+                open_rows.append(i)
+        if not 1 <= count <= len(open_rows):
+            raise HwlatError(f"count must be in 1..{len(open_rows)} (candidate archs not measured yet), got {count}")
+        chosen = self._select([canonical[i] for i in open_rows], count)
+        return np.asarray(open_rows, dtype=int)[chosen]
+
     def _fit(self, dataset: LatencyDataset) -> None:
         """Learn from source devices (nothing by default)."""
 
@@ -94,6 +118,10 @@ class BasePredictor(BaseEstimator, abc.ABC):
     @abc.abstractmethod
     def _predict(self, archs: list[str], return_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Mean latency of each arch, and its standard deviation if `return_std` (else None)."""
+
+    def _select(self, archs: list[str], count: int) -> np.ndarray:
+        """Positions in the distinct, unmeasured canonical `archs` of the `count` to measure next."""
+        raise NotImplementedError
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the predictor to one `.npz` file (JSON header + arrays, no pickles); returns the path."""

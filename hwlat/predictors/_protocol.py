@@ -66,6 +66,28 @@ def target_samples(dataset: LatencyDataset, device: str, samples: int, seed: int
     return np.concatenate([np.asarray(dataset.references, dtype=int), drawn])
 
 
+def active_samples(predictor: BasePredictor, dataset: LatencyDataset, device: str, samples: int) -> np.ndarray:
+    """Row indices the target gives under active selection: its references, then `samples` chosen by `predictor`.
+
+    `predictor` (fitted) is adapted here to the reference latencies, then chooses from the training pool. The pool
+    is not trimmed: trimming ranks the target's latencies, which nobody has measured before choosing.
+    """
+    pools(dataset, device)  # HwlatError for spaces or datasets without HELP's pools
+    n_train = POOLS[dataset.space][0]
+    references = np.asarray(dataset.references, dtype=int)
+    if not len(references):
+        raise HwlatError("active selection starts from the reference archs, and the dataset has none")
+    candidates = np.setdiff1d(np.arange(n_train), references)
+    if not 0 <= samples <= len(candidates):
+        raise HwlatError(f"samples must be in 0..{len(candidates)} (the training pool), got {samples}")
+    if samples == 0:
+        return references
+    latency = dataset[device]
+    predictor.adapt([dataset.archs[i] for i in references], latency[references])
+    chosen = candidates[predictor.select([dataset.archs[i] for i in candidates], samples)]
+    return np.concatenate([references, chosen])
+
+
 def source_view(dataset: LatencyDataset, devices: Sequence[str]) -> LatencyDataset:
     """What HELP meta-trains on: each source device's trimmed training pool and reference archs, NaN elsewhere."""
     latency = {}
@@ -82,6 +104,8 @@ class Evaluation:
     """Scores of one predictor on one target device over several seeds (one entry per seed in the lists).
 
     `within2std`: share of test archs whose latency lies within the predicted mean ± 2 std (empty without std).
+    `selection`: how the target's samples were chosen ("random", or "active": by the predictor, the same rows
+    for every seed).
     """
 
     target: str
@@ -95,6 +119,7 @@ class Evaluation:
     within2std: list[float]
     spearman_mean: float
     spearman_std: float
+    selection: str = "random"
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict."""
@@ -102,33 +127,49 @@ class Evaluation:
 
 
 PROTOCOLS = ("help", "holdout")
+#: how the target's samples beside its references are chosen: at random, or by the predictor (`active_samples`)
+SELECTIONS = ("random", "active")
 
 
 def evaluate(predictor: BasePredictor, dataset: LatencyDataset, target: str, train_devices: Sequence[str], *,
-             samples: int = 10, seeds: int = 5, protocol: str = "help") -> Evaluation:
+             samples: int = 10, seeds: int = 5, protocol: str = "help", select: str = "random") -> Evaluation:
     """Fit `predictor` on `train_devices`, then score it on `target`.
 
-    "help": fit on the sources' `source_view`, then `score`. "holdout": fit on everything the sources measured,
-    then `holdout` (for datasets without HELP's pools, e.g. the project's own measurements).
+    "help": fit on the sources' `source_view`, then `score` (with `select`). "holdout": fit on everything the
+    sources measured, then `holdout` (for datasets without HELP's pools, e.g. the project's own measurements).
     """
     if protocol not in PROTOCOLS:
         raise HwlatError(f"protocol {protocol!r} unknown (expected one of {', '.join(PROTOCOLS)})")
+    if select not in SELECTIONS:
+        raise HwlatError(f"selection {select!r} unknown (expected one of {', '.join(SELECTIONS)})")
+    if select == "active" and protocol != "help":
+        raise HwlatError("active selection needs the help protocol (it starts from the reference archs)")
+    if select == "active" and not predictor.can_select:
+        raise HwlatError(f"{predictor.kind} predictor cannot choose which archs to measure")
     if target in train_devices:
         raise HwlatError(f"target {target!r} is also a training device")
     dataset[target]  # unknown target: fail before fitting
     if protocol == "help":
         return score(predictor.fit(source_view(dataset, train_devices)), dataset, target, samples=samples,
-                     seeds=seeds)
+                     seeds=seeds, select=select)
     return holdout(predictor.fit(dataset.subset(train_devices)), dataset, target, samples=samples, seeds=seeds)
 
 
 def score(predictor: BasePredictor, dataset: LatencyDataset, target: str, *, samples: int = 10,
-          seeds: int = 5) -> Evaluation:
+          seeds: int = 5, select: str = "random") -> Evaluation:
     """Per seed, adapt the fitted `predictor` to the target's HELP samples and score its trimmed test pool.
 
     `samples=0` is the strict protocol: the reference latencies are the target's only measurements.
+    `select="active"`: the predictor chooses the samples (`active_samples`) instead of drawing them at random.
     """
+    if select not in SELECTIONS:
+        raise HwlatError(f"selection {select!r} unknown (expected one of {', '.join(SELECTIONS)})")
+    if target in predictor.devices_:
+        raise HwlatError(f"target {target!r} is one of the predictor's training devices")
     _, test = pools(dataset, target)
+    if select == "active":
+        rows = active_samples(predictor, dataset, target, samples)
+        return _scored(predictor, dataset, target, seeds, lambda seed: (rows, test), samples, select)
     return _scored(predictor, dataset, target, seeds, lambda seed: (target_samples(dataset, target, samples, seed),
                                                                      test), samples)
 
@@ -148,7 +189,8 @@ def holdout(predictor: BasePredictor, dataset: LatencyDataset, target: str, *, s
 
 
 def _scored(predictor: BasePredictor, dataset: LatencyDataset, target: str, seeds: int,
-            draw: Callable[[int], tuple[np.ndarray, np.ndarray]], samples: int) -> Evaluation:
+            draw: Callable[[int], tuple[np.ndarray, np.ndarray]], samples: int,
+            selection: str = "random") -> Evaluation:
     """Adapt on and score each seed's (sample rows, test rows) from `draw(seed)`."""
     if target in predictor.devices_:
         raise HwlatError(f"target {target!r} is one of the predictor's training devices")
@@ -173,4 +215,4 @@ def _scored(predictor: BasePredictor, dataset: LatencyDataset, target: str, seed
         scores["within10"].append(float((error <= 0.1).mean()))
     rho = np.asarray(scores["spearman"])
     return Evaluation(target, samples, seeds, len(rows), **scores, spearman_mean=float(rho.mean()),
-                      spearman_std=float(rho.std()))
+                      spearman_std=float(rho.std()), selection=selection)

@@ -45,8 +45,8 @@ def search_device(space: str, accuracy: Metric, truth: Metric, budget_ms: float,
     """Adapt the fitted `predictor` to `samples` archs measured by `truth`, search, then check the front.
 
     The search maximises `accuracy` and minimises predicted latency under predicted latency <= budget
-    (widened by `slack`); the front's members are then measured by `truth`, and beyond them up to `checks`
-    further candidates in accuracy order until one is truly within budget.
+    (widened by `slack`); the front's members are then measured by `truth`, and so are up to `checks` further
+    candidates more accurate than the best front member truly within budget.
     """
     truth = _Recorded(truth)
     archs = get_space(space).sample(samples, seed=seed)
@@ -56,8 +56,19 @@ def search_device(space: str, accuracy: Metric, truth: Metric, budget_ms: float,
                         strategy=strategy, trials=trials, seed=seed, storage=storage, study_name=study_name,
                         workers=workers, progress=progress)
     front = result.verify(truth)
-    pick, _ = result.verified_best(truth, checks + len(front))
-    return DeviceSearch(result, front, pick, archs, len(truth.archs))
+    return DeviceSearch(result, front, _pick(result, front, truth, checks), archs, len(truth.archs))
+
+
+def _pick(result: SearchResult, front: pd.DataFrame, truth: Metric, checks: int) -> pd.Series | None:
+    """The most accurate arch truly within budget among the front and up to `checks` more accurate candidates."""
+    accuracy = result.objectives[0].column
+    within = front[~front.filter(like="violates_").to_numpy(bool).any(axis=1)]
+    floor = within[accuracy].max() if len(within) else -float("inf")
+    feasible = result.evaluated[result.evaluated["feasible"]]
+    better = feasible[(feasible[accuracy] > floor) & ~feasible["arch"].isin(front["arch"])]
+    checked = result.verify(truth, better.sort_values(accuracy, ascending=False).head(checks))
+    pool = pd.concat([within, checked[~checked.filter(like="violates_").to_numpy(bool).any(axis=1)]])
+    return pool.loc[pool[accuracy].idxmax()] if len(pool) else None
 
 
 class _Recorded(Metric):
