@@ -216,3 +216,17 @@ def test_workers_share_one_study(tmp_path):
     states = result.trials["state"].value_counts().to_dict()
     assert 30 <= states["COMPLETE"] <= 31 and "RUNNING" not in states  # a worker may finish one trial past the budget
     assert result.settings["workers"] == 2 and len(result.front) >= 1
+
+
+def test_shipped_predictor_is_rebuilt_from_the_project_data():
+    """The shipped nb201-cpu predictor is exactly what fitting on data/nb201-cpu gives (no stale artefact)."""
+    from conftest import PROJECT_ROOT
+
+    from hwlat.predictors import make_predictor, shipped_predictor
+
+    dataset = load_dataset(PROJECT_ROOT / "data" / "nb201-cpu" / "measurements.csv", "nb201")
+    shipped = shipped_predictor()
+    rebuilt = make_predictor("hwlat").fit(dataset)
+    assert shipped.devices_ == list(dataset.devices) and shipped.get_params() == rebuilt.get_params()
+    for name, value in rebuilt._fit_state().items():
+        np.testing.assert_allclose(shipped._fit_state()[name], value, rtol=1e-6, atol=1e-9)
