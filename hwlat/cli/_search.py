@@ -72,6 +72,7 @@ def search(
     from hwlat.predictors import BasePredictor, shipped_predictor
     from hwlat.search import STRATEGIES, nats_bench_accuracy
     from hwlat.search._device import search_device
+    from hwlat.search._storage import open_storage
 
     if not latency_budget > 0:
         raise HwlatError(f"--latency-budget must be a positive number of ms, got {latency_budget}")
@@ -83,6 +84,10 @@ def search(
         raise HwlatError(f"--trials and --workers must be positive, got {trials} and {workers}")
     if workers > 1 and storage is None:
         raise HwlatError("several workers need a shared storage (--storage sqlite:///search.db, or a .log journal)")
+    if not 0 <= slack < 1 or checks < 0:
+        raise HwlatError(f"--slack must be in [0, 1) and --checks >= 0, got {slack} and {checks}")
+    if storage is not None:
+        open_storage(storage)  # a bad URL or folder fails here, before any measurement
     if report is not None and not report.parent.is_dir():
         raise HwlatError(f"cannot write report {report}: directory {report.parent} does not exist")
     accuracy = nats_bench_accuracy(objective, accuracy_table)
@@ -91,8 +96,8 @@ def search(
         raise HwlatError(f"predictor is for space {model.space_!r}, not {space!r}")
     console = Console(stderr=True)
     progress = _progress(console, as_json)
+    truth = _truth(space, device, latency_data, db, runtime, threads, time_budget, progress)
     with progress:
-        truth = _truth(space, device, latency_data, db, runtime, threads, time_budget, progress)
         task = progress.add_task(f"search ({strategy})", total=trials, last="")
         found = search_device(space, accuracy, truth, latency_budget, model, samples=measure, strategy=strategy,
                               trials=trials, seed=seed, slack=slack, checks=checks, storage=storage,
