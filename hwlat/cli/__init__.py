@@ -7,7 +7,7 @@ import sys
 import typer
 
 from hwlat._errors import HwlatError
-from hwlat.cli import _data, _devices, _predictor, _profile, _search
+from hwlat.cli import _data, _devices, _predictor, _profile, _search, _split
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hardware-aware latency toolkit.")
 app.add_typer(_devices.app, name="devices")
@@ -16,6 +16,7 @@ app.add_typer(_predictor.app, name="predictor")
 app.command("profile")(_profile.profile)
 app.command("search")(_search.search)
 app.command("report")(_search.report)
+app.command("split")(_split.split)
 
 
 def main() -> None:

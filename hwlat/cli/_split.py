@@ -1,0 +1,85 @@
+"""`hwlat split`: where to cut a network between a device and servers, per bandwidth, optionally run for real."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hwlat._errors import HwlatError
+
+
+def split(
+    model: str = typer.Option(..., help="nb201:ARCH (or any space SPACE:ARCH), resnet:18|34, or onnx:PATH."),
+    device: str = typer.Option("onnxruntime/t1/opt-disable@1", help="First stage: onnxruntime/tTHREADS, then optionally /opt-LEVEL and @CPUS."),
+    server: str = typer.Option("onnxruntime/t1@0", help="Later stages, comma-separated; the last is repeated up to --stages."),
+    bandwidth: str = typer.Option("10Mbps,100Mbps,1Gbps", help="Link bandwidths to sweep, comma-separated."),
+    rtt: str = typer.Option("0ms", help="Round-trip time of the link (each message is delayed by half)."),
+    stages: int = typer.Option(2, help="Number of stages (device + servers); 3+ are searched with Optuna when many."),
+    compression: str = typer.Option("none", help="Crossing tensors as sent: none, fp16 or int8."),
+    max_tensors: int = typer.Option(1, help="Cut only where at most this many tensors cross."),
+    verify: bool = typer.Option(False, "--verify", help="Run the chosen split and the front for real over TCP."),
+    verify_all: bool = typer.Option(False, "--verify-all", help="Run every evaluated split for real."),
+    trials: int = typer.Option(60, help="Optuna trials per bandwidth when plans are too many to enumerate."),
+    enumerate_limit: int = typer.Option(100, help="Enumerate all plans when there are at most this many."),
+    time_budget: float = typer.Option(0.5, help="Seconds of timing per measured part (segment, codec) at most."),
+    run_budget: float = typer.Option(1.5, help="Seconds of latency timing per real run at most (then a stream of "
+                                     "the same length for throughput)."),
+    report: str = typer.Option(None, help="Write PREFIX-<bandwidth>.html/.csv/.json fronts and PREFIX.csv/.json."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Rank split points of a model by end-to-end latency and throughput for each bandwidth."""
+    from dataclasses import replace
+
+    from hwlat.split import (
+        analyze_split,
+        parse_bandwidths,
+        parse_duration_ms,
+        parse_side,
+    )
+    from hwlat.split._api import PART_PROTOCOL, RUN_PROTOCOL
+
+    if stages < 2:
+        raise HwlatError(f"--stages must be >= 2 (a device and a server), got {stages}")
+    links = parse_bandwidths(bandwidth)
+    servers = [parse_side(text) for text in server.split(",") if text.strip()]
+    if not servers:
+        raise HwlatError("--server needs at least one side, e.g. onnxruntime/t1@0")
+    if len(servers) > stages - 1:
+        raise HwlatError(f"--server lists {len(servers)} sides but --stages {stages} has {stages - 1} server stages")
+    sides = [parse_side(device), *servers, *[servers[-1]] * (stages - 1 - len(servers))]
+    console = Console(stderr=True, quiet=as_json)
+    result = analyze_split(model, sides, links, rtt_ms=parse_duration_ms(rtt), compression=compression,
+                           max_tensors=max_tensors, verify="all" if verify_all else "front" if verify else "none",
+                           trials=trials, enumerate_limit=enumerate_limit,
+                           protocol=replace(PART_PROTOCOL, time_budget_s=time_budget),
+                           run_protocol=replace(RUN_PROTOCOL, time_budget_s=run_budget), stream_seconds=run_budget,
+                           on_plan=lambda plan, row: console.log(f"{row['bandwidth']} {plan}: predicted "
+                                                                 f"{row['latency_ms']:.2f} ms, measured "
+                                                                 f"{row['measured_latency_ms']:.2f} ms"))
+    paths = [str(p) for p in result.report(report)] if report else []
+    table = result.table
+    if as_json:
+        front = table[table["on_front"]]
+        typer.echo(json.dumps({"settings": result.settings, "cut_points": len(result.cuts),
+                               "chosen": json.loads(result.chosen().to_json(orient="records")),
+                               "front": json.loads(front.to_json(orient="records")), "report": paths}))
+        return
+    headers = {"plan": "plan", "latency_ms": "latency ms", "throughput_per_s": "per s", "bytes": "bytes",
+               "bottleneck": "bottleneck", "measured_latency_ms": "measured ms", "measured_throughput_per_s": "measured /s"}
+    columns = [c for c in headers if c in table]
+    out = Console()
+    for name, rows in table.groupby("bandwidth", sort=False):
+        view = Table(title=f"{name}: Pareto front (* lowest predicted latency)")
+        for column in columns:
+            view.add_column(headers[column], no_wrap=column == "plan")
+        for _, row in rows[rows["on_front"]].sort_values("latency_ms").iterrows():
+            cells = [("* " if row["best_latency"] else "") + row["plan"]]
+            cells += [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns[1:]]
+            view.add_row(*cells)
+        out.print(view)
+    out.print(f"{len(result.cuts)} cut points; sides: {result.settings['sides']}")
+    for path in paths:
+        out.print(f"wrote {path}")

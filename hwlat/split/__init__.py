@@ -1,0 +1,18 @@
+"""Split a network across a device and servers: cut points, measured parts, Pareto fronts, real runs."""
+
+from hwlat.split._api import Plan, SplitResult, SplitSession, analyze_split
+from hwlat.split._cuts import COMPRESSIONS, CutPoint, find_cuts, static_shapes
+from hwlat.split._models import resolve_model
+from hwlat.split._network import (
+           Link,
+           PacedWriter,
+           parse_bandwidth,
+           parse_bandwidths,
+           parse_duration_ms,
+)
+from hwlat.split._objectives import Hop, PlanCosts, objectives
+from hwlat.split._sides import Side, parse_side
+
+__all__ = ["COMPRESSIONS", "CutPoint", "Hop", "Link", "PacedWriter", "Plan", "PlanCosts", "Side", "SplitResult",
+           "SplitSession", "analyze_split", "find_cuts", "objectives", "parse_bandwidth", "parse_bandwidths",
+           "parse_duration_ms", "parse_side", "resolve_model", "static_shapes"]

@@ -1,0 +1,321 @@
+"""Split a model across a device and servers: find cuts, measure parts, rank plans per bandwidth, verify."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+
+from hwlat._errors import HwlatError
+from hwlat.profilers._protocol import MeasurementProtocol
+from hwlat.split._cuts import CutPoint, check_compression, find_cuts, static_shapes
+from hwlat.split._execute import run_pipeline
+from hwlat.split._models import example_inputs, resolve_model
+from hwlat.split._network import Link, format_bandwidth
+from hwlat.split._objectives import Hop, PlanCosts, objectives
+from hwlat.split._segments import tensor_values
+from hwlat.split._sides import Side
+from hwlat.split._worker import StageWorker
+
+#: timing of segments and codecs in the stage processes (the profilers' protocol, shorter budget)
+PART_PROTOCOL = MeasurementProtocol(warmup_runs=5, warmup_seconds=0.05, min_repeats=20, time_budget_s=0.5)
+#: timing of end-to-end latency in real runs
+RUN_PROTOCOL = MeasurementProtocol(warmup_runs=3, warmup_seconds=0.0, min_repeats=10, time_budget_s=1.5)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Positions in the cut list where stage s ends (strictly increasing, one per stage boundary)."""
+
+    positions: tuple[int, ...]
+
+
+class SplitSession:
+    """One model, one process per stage (first = device), and caches of every measured part.
+
+    Use as a context manager: the stage processes are stopped on exit.
+    """
+
+    def __init__(self, model: str, sides: Sequence[Side], compression: str = "none", max_tensors: int = 1,
+                 protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL) -> None:
+        if len(sides) < 2:
+            raise HwlatError(f"a split needs at least 2 stages, got {len(sides)}")
+        check_compression(compression)
+        self.model = resolve_model(model)
+        self.graph = static_shapes(self.model.load())
+        self.cuts: list[CutPoint] = find_cuts(self.graph, max_tensors)
+        feeds = example_inputs(self.graph)
+        names = list(dict.fromkeys(name for cut in self.cuts for name in cut.tensors))
+        self.values = tensor_values(self.graph, feeds, names)
+        self.sides = list(sides)
+        self.compression = compression
+        self.protocol = protocol
+        self.run_protocol = run_protocol
+        self._parts: dict[tuple, object] = {}
+        self._overhead: dict[Link, float] = {}
+        self.workers: list[StageWorker] = []
+        try:
+            for side in self.sides:
+                self.workers.append(StageWorker(side))
+            for worker in self.workers:
+                worker.call("load", path=str(self.model.path), batch_size=1)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> SplitSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every stage process."""
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+
+    @property
+    def stages(self) -> int:
+        return len(self.sides)
+
+    def arrays(self, cut: CutPoint) -> list:
+        return [self.values[name] for name in cut.tensors]
+
+    def _worker_for(self, stage: int) -> StageWorker:
+        """The first stage process with the same side settings (parts are timed once per side)."""
+        return self.workers[self.sides.index(self.sides[stage])]
+
+    def segment_ms(self, stage: int, start: int, end: int, idle_ms: float = 0.0) -> float:
+        """Median time of the segment between cut positions `start` and `end` on `stage`'s side.
+
+        With `idle_ms` each run follows that long an idle wait (rounded to 2 significant digits).
+        """
+        idle_ms = float(f"{idle_ms:.2g}") if idle_ms > 0 else 0.0
+        key = ("segment", self.sides[stage], start, end, idle_ms)
+        if key not in self._parts:
+            protocol = self.protocol if not idle_ms else replace(self.protocol, warmup_runs=2, warmup_seconds=0.0,
+                                                                   min_repeats=10)
+            self._parts[key] = self._worker_for(stage).call(
+                "time", start=self.cuts[start], end=self.cuts[end], arrays=self.arrays(self.cuts[start]),
+                protocol=protocol.as_dict(), idle_ms=idle_ms)["median_ms"]
+        return self._parts[key]
+
+    def codec(self, stage: int, position: int, compression: str) -> dict:
+        """Message bytes, encode and decode ms of cut `position`'s tensors on `stage`'s side."""
+        key = ("codec", self.sides[stage], position, compression)
+        if key not in self._parts:
+            self._parts[key] = self._worker_for(stage).call(
+                "codec", arrays=self.arrays(self.cuts[position]), compression=compression,
+                protocol=self.protocol.as_dict() | {"time_budget_s": self.protocol.time_budget_s / 2})
+        return self._parts[key]
+
+    def plan_after(self, *nodes: str) -> Plan:
+        """The plan cutting after each named node (`stages` - 1 names); HwlatError if one is no valid cut."""
+        where = {cut.after: position for position, cut in enumerate(self.cuts)}
+        bad = [node for node in nodes if node not in where]
+        if bad:
+            raise HwlatError(f"node {bad[0]!r} is not a valid cut point (valid: {', '.join(list(where)[:8])}, ...)")
+        return self.check(Plan(tuple(where[node] for node in nodes)))
+
+    def check(self, plan: Plan) -> Plan:
+        """`plan` if it has one position per stage boundary, strictly increasing, in range; else HwlatError."""
+        positions = plan.positions
+        if len(positions) != self.stages - 1:
+            raise HwlatError(f"a {self.stages}-stage plan needs {self.stages - 1} cuts, got {len(positions)}")
+        if any(not 0 <= p < len(self.cuts) for p in positions) or any(b <= a for a, b in itertools.pairwise(positions)):
+            raise HwlatError(f"cut positions {list(positions)} must increase strictly within 0..{len(self.cuts) - 1}")
+        return plan
+
+    def stage_bounds(self, plan: Plan) -> list[tuple[int, int]]:
+        """(start, end) cut positions per active stage; trailing empty stages are dropped."""
+        bounds = [0, *self.check(plan).positions, len(self.cuts) - 1]
+        stages = list(itertools.pairwise(bounds))
+        while len(stages) > 1 and stages[-1][0] == stages[-1][1]:
+            stages.pop()
+        return stages
+
+    def costs(self, plan: Plan) -> PlanCosts:
+        """The measured parts of `plan` (measured now if not yet cached)."""
+        stages = self.stage_bounds(plan)
+        compute = tuple(self.segment_ms(s, a, b) for s, (a, b) in enumerate(stages))
+        hops = []
+        if len(stages) > 1:
+            for s in range(len(stages)):
+                last = s == len(stages) - 1
+                receiver = 0 if last else s + 1
+                position, compression = stages[s][1], "none" if last else self.compression
+                sent, got = self.codec(s, position, compression), self.codec(receiver, position, compression)
+                hops.append(Hop(sent["bytes"], sent["encode_ms"], got["decode_ms"], s, receiver))
+        groups = tuple(self.sides[s].cpus or f"stage {s}" for s in range(len(stages)))
+        return PlanCosts(compute, tuple(hops), groups)
+
+    def hop_overhead_ms(self, link: Link) -> float:
+        """Transport time per hop beyond the modelled parts, measured once per link on the real stages.
+
+        The device sends the model's outputs to the first server, which returns them unchanged (two hops).
+        """
+        if link not in self._overhead:
+            last = len(self.cuts) - 1
+            plan_costs = PlanCosts((0.0, 0.0), tuple(
+                Hop(self.codec(a, last, "none")["bytes"], self.codec(a, last, "none")["encode_ms"],
+                    self.codec(b, last, "none")["decode_ms"], a, b) for a, b in ((0, 1), (1, 0))), ("d", "s"))
+            predicted = objectives(plan_costs, link, 0.0)["latency_ms"]
+            measured = run_pipeline(self.workers[:2], [(self.cuts[last], self.cuts[last])] * 2, link, "none",
+                                    self.arrays(self.cuts[last]), self.run_protocol.as_dict(), 20, 2)
+            self._overhead[link] = max(0.0, (measured["measured_latency_ms"] - predicted) / 2)
+        return self._overhead[link]
+
+    def evaluate(self, plan: Plan, link: Link) -> dict:
+        """Predicted objectives of `plan` on `link`, latency from stage times measured after their idle wait.
+
+        While one input goes round, each stage idles for the rest of the (back-to-back) latency.
+        """
+        costs = self.costs(plan)
+        overhead = self.hop_overhead_ms(link)
+        if len(costs.compute_ms) == 1:
+            return objectives(costs, link, overhead)
+        latency = objectives(costs, link, overhead)["latency_ms"]
+        idle = tuple(self.segment_ms(s, a, b, latency - costs.compute_ms[s])
+                     for s, (a, b) in enumerate(self.stage_bounds(plan)))
+        return objectives(costs, link, overhead, idle)
+
+    def label(self, plan: Plan) -> str:
+        """E.g. ``device[0:12] | s1[12:40]`` in compute-node indices."""
+        names = ["device", *(f"s{s}" for s in range(1, self.stages))]
+        return " | ".join(f"{names[s]}[{self.cuts[a].index}:{self.cuts[b].index}]"
+                          for s, (a, b) in enumerate(self.stage_bounds(plan)))
+
+    def all_plans(self) -> list[Plan]:
+        return [Plan(p) for p in itertools.combinations(range(len(self.cuts)), self.stages - 1)]
+
+    def verify(self, plan: Plan, link: Link, prediction: dict, seconds: float = 1.0) -> dict:
+        """Run `plan` for real on `link`: median latency (`run_protocol`), then a stream of about `seconds`."""
+        stages = self.stage_bounds(plan)
+        window = max(2, math.ceil(prediction["latency_ms"] / prediction["period_ms"]) + 1)
+        count = window + max(10, math.ceil(seconds * 1e3 / prediction["period_ms"]))
+        measured = run_pipeline(self.workers[:len(stages)], [(self.cuts[a], self.cuts[b]) for a, b in stages],
+                                link, self.compression, self.arrays(self.cuts[0]), self.run_protocol.as_dict(),
+                                count, window)
+        return {key: measured[key] for key in ("measured_latency_ms", "measured_latency_ci_rel",
+                                               "measured_throughput_per_s")}
+
+
+@dataclass
+class SplitResult:
+    """Every evaluated plan per bandwidth (a DataFrame), the cut points and the settings."""
+
+    table: pd.DataFrame
+    cuts: list[CutPoint]
+    settings: dict = field(default_factory=dict)
+
+    def chosen(self) -> pd.DataFrame:
+        """Per bandwidth, the plan with the lowest predicted latency (and the measured best when verified)."""
+        return self.table[self.table["best_latency"]]
+
+    def report(self, prefix: str):
+        """Write ``<prefix>-<bandwidth>.html/.csv/.json`` (fronts) and ``<prefix>.csv/.json`` (all plans)."""
+        import json
+        from pathlib import Path
+
+        from hwlat._files import write_atomically
+        from hwlat.reports import Objective, ParetoReport
+
+        base = Path(prefix)
+        if not base.parent.is_dir():
+            raise HwlatError(f"cannot write report {base}: directory {base.parent} does not exist")
+        written = []
+        for bandwidth, rows in self.table.groupby("bandwidth", sort=False):
+            report = ParetoReport(f"Split of {self.settings['model']} at {bandwidth}", rows.reset_index(drop=True),
+                                  (Objective("latency_ms", "min", "predicted end-to-end latency (ms)"),
+                                   Objective("throughput_per_s", "max", "predicted throughput (inferences/s)")),
+                                  label="plan", settings={**self.settings, "bandwidth": bandwidth,
+                                                          "chosen": rows[rows["best_latency"]].iloc[0]["plan"]})
+            written += list(report.write(base.with_name(f"{base.name}-{bandwidth}")).values())
+        paths = {base.with_name(f"{base.name}.{kind}"): kind for kind in ("csv", "json")}
+        summary = {"settings": self.settings, "chosen": json.loads(self.chosen().to_json(orient="records")),
+                   "cuts": [{"index": c.index, "after": c.after, "tensors": list(c.tensors), "bytes": c.nbytes,
+                             "compressed_bytes": c.compressed_bytes(self.settings["compression"])} for c in self.cuts]}
+        write_atomically({path: (lambda p: self.table.to_csv(p, index=False)) if kind == "csv"
+                          else (lambda p: p.write_text(json.dumps(summary, indent=2, default=str)))
+                          for path, kind in paths.items()})
+        return [*written, *paths]
+
+
+def _search_plans(session: SplitSession, link: Link, trials: int, seed: int) -> list[Plan]:
+    """Plans proposed by Optuna (multi-objective TPE: min latency, max throughput) on `link`."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["minimize", "maximize"],
+                                sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
+    seen: dict[Plan, dict] = {}
+
+    def objective(trial) -> tuple[float, float]:
+        chosen = [trial.suggest_int(f"cut{k}", 0, len(session.cuts) - 1) for k in range(1, session.stages)]
+        if any(b <= a for a, b in itertools.pairwise(chosen)):
+            raise optuna.TrialPruned()  # stages must follow each other in the graph
+        plan = Plan(tuple(chosen))
+        seen[plan] = session.evaluate(plan, link)
+        return seen[plan]["latency_ms"], seen[plan]["throughput_per_s"]
+
+    study.optimize(objective, n_trials=trials)
+    return list(seen)
+
+
+def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float], rtt_ms: float = 0.0,
+                  compression: str = "none", max_tensors: int = 1, verify: str = "none",
+                  enumerate_limit: int = 100, trials: int = 60, seed: int = 0,
+                  protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
+                  stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None) -> SplitResult:
+    """Rank split plans of `model` over `sides` (device first) for each bandwidth (bit/s), optionally verified.
+
+    Plans are enumerated when there are at most `enumerate_limit`, else searched with Optuna (`trials` per
+    bandwidth). `verify`: "none", "chosen" (the lowest-latency plan), "front" or "all" are run for real;
+    parts are timed with `protocol`, real runs' latency with `run_protocol`, their throughput over about
+    `stream_seconds` of stream.
+    """
+    if verify not in ("none", "chosen", "front", "all"):
+        raise HwlatError(f"verify must be none, chosen, front or all, got {verify!r}")
+    if not bandwidths:
+        raise HwlatError("at least one bandwidth is needed")
+    links = [Link(bandwidth, rtt_ms) for bandwidth in bandwidths]
+    with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol) as session:
+        exhaustive = math.comb(len(session.cuts), session.stages - 1) <= enumerate_limit
+        rows = []
+        for link in links:
+            plans = session.all_plans() if exhaustive else _search_plans(session, link, trials, seed)
+            frame = pd.DataFrame([{"bandwidth": format_bandwidth(link.bandwidth_bps), "plan": session.label(p),
+                                   "positions": p.positions, **session.evaluate(p, link)} for p in plans])
+            frame["hop_overhead_ms"] = session.hop_overhead_ms(link)
+            frame["best_latency"] = frame.index == frame["latency_ms"].idxmin()
+            frame["best_throughput"] = frame.index == frame["throughput_per_s"].idxmax()
+            from hwlat.reports import Objective, pareto_front
+
+            frame["on_front"] = pareto_front(frame, (Objective("latency_ms", "min"),
+                                                     Objective("throughput_per_s", "max")))
+            pick = {"none": frame.index[:0], "chosen": frame.index[frame["best_latency"]],
+                    "front": frame.index[frame["on_front"]], "all": frame.index}[verify]
+            for index in pick:
+                row = frame.loc[index]
+                measured = session.verify(Plan(tuple(row["positions"])), link, row.to_dict(), stream_seconds)
+                for key, value in measured.items():
+                    frame.loc[index, key] = value
+                if on_plan:
+                    on_plan(row["plan"], {**row.to_dict(), **measured})
+            rows.append(frame)
+        table = pd.concat(rows, ignore_index=True)
+        if verify != "none":
+            table["latency_error"] = table["latency_ms"] / table["measured_latency_ms"] - 1
+        settings = {"model": model, "onnx": str(session.model.path),
+                    "sides": {("device" if s == 0 else f"s{s}"): side.spec for s, side in enumerate(sides)},
+                    "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors,
+                    "cut_points": len(session.cuts), "search": "enumeration" if exhaustive else f"optuna TPE, {trials} trials",
+                    "verify": verify, "part_protocol": protocol.as_dict(), "run_protocol": run_protocol.as_dict(),
+                    "stream_seconds": stream_seconds,
+                    "note": "all sides run on this machine's CPU in separate processes pinned as given; the link is "
+                            "loopback TCP rate-limited by a token-bucket writer, delayed by RTT/2 per message"}
+        return SplitResult(table, session.cuts, settings)

@@ -1,0 +1,38 @@
+"""Real runs of a split: the stages as separate processes exchanging tensors over loopback TCP."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwlat.split._network import Link
+from hwlat.split._worker import StageConfig, StageWorker
+
+
+def run_pipeline(workers: list[StageWorker], stages: list[tuple], link: Link, compression: str, inputs: list,
+                 protocol: dict, count: int, window: int) -> dict:
+    """Measure one plan: median end-to-end latency of single inputs, then the rate of a stream of `count`.
+
+    `stages[s]` = (start cut, end cut) runs on `workers[s]`; the first is the device, which feeds the
+    inputs and receives the outputs back from the last stage. Throughput skips the first `window` results.
+    """
+    networked = len(stages) > 1
+    ports = [workers[s].call("listen")["port"] for s in range(len(stages))] if networked else []
+    for s in range(1, len(stages)):
+        last = s == len(stages) - 1
+        workers[s].send({"op": "run", "config": StageConfig(
+            start=stages[s][0], end=stages[s][1], is_device=False, downstream_port=ports[0 if last else s + 1],
+            link=link, compression=compression, returns_result=last)})
+    device = StageConfig(start=stages[0][0], end=stages[0][1], is_device=True,
+                         downstream_port=ports[1] if networked else None, link=link if networked else None,
+                         compression=compression, returns_result=False)
+    workers[0].call("run", config=device)
+    try:
+        latency = workers[0].call("latency", inputs=inputs, protocol=protocol)
+        done = np.asarray(workers[0].call("throughput", inputs=inputs, count=count, window=window)["done"])
+    finally:
+        workers[0].call("stop")
+        served = [workers[s].receive("pipeline end")["served"] for s in range(1, len(stages))]
+    steady = done[min(window, len(done) - 2):]
+    return {"measured_latency_ms": latency["median_ms"], "measured_latency_ci_rel": latency["ci_rel"],
+            "measured_throughput_per_s": (len(steady) - 1) / (steady[-1] - steady[0]),
+            "served": served}

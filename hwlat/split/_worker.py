@@ -1,0 +1,338 @@
+"""A stage process: pinned to its side's cores, it times segments and codecs, and runs its pipeline stage.
+
+In a pipeline run each stage has a receiver thread (reads messages, holds each for the link's one-way
+delay), a compute thread (decode, run the segment, encode) and a sender thread (the rate-limited writer),
+so transfers overlap computation as on a real link. The device (first stage) feeds inputs and receives
+the outputs back from the last stage.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from hwlat._errors import HwlatError
+from hwlat.profilers._worker import THREAD_ENV_VARS
+from hwlat.split._sides import Side
+
+#: how long a thread may hold the GIL while another waits: Python's default (5 ms) would delay a stage's
+#: receiver or sender thread behind its compute thread's Python code by up to that much
+SWITCH_INTERVAL_S = 1e-4
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a pipeline run: its segment (None: forwards its input) and its connections."""
+
+    start: object  # CutPoint whose tensors come in
+    end: object  # CutPoint whose tensors go out
+    is_device: bool
+    downstream_port: int | None
+    link: object | None  # Link of the outgoing connection (None: device-only run)
+    compression: str
+    returns_result: bool  # the last stage: send the model's outputs back to the device, uncompressed
+
+
+def idle_timer(run_once, idle_ms: float):
+    """Timer of calls that each follow `idle_ms` of sleep, as a stage waiting for the network runs (sleeps untimed).
+
+    Cores that idled run the next call slower (caches, frequency, the hypervisor), by tens of percent here.
+    """
+    def timed(number: int) -> int:
+        total = 0
+        for _ in range(number):
+            time.sleep(idle_ms / 1e3)
+            start = time.perf_counter_ns()
+            run_once()
+            total += time.perf_counter_ns() - start
+        return total
+
+    return timed
+
+
+class _Stage:
+    """The state of one stage process: the model, cached sessions, and the current pipeline."""
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self.segmenter = None
+        self.sessions: dict[tuple[int, int], object] = {}
+        self.listener = None
+        self.pipeline: _Pipeline | None = None
+
+    def load(self, path: str, batch_size: int) -> dict:
+        from hwlat.split._cuts import static_shapes
+        from hwlat.split._models import SplitModel
+        from hwlat.split._segments import Segmenter
+
+        self.segmenter = Segmenter(static_shapes(SplitModel("", path).load(), batch_size))
+        self.sessions.clear()
+        return {"loaded": path}
+
+    def compute(self, start, end):
+        """A function from the input arrays (start's order) to the output arrays (end's order)."""
+        key = (start.index, end.index)
+        if key not in self.sessions:
+            from hwlat.split._segments import session
+
+            model = self.segmenter.segment(start, end)
+            self.sessions[key] = None if model is None else session(model, self.side.threads,
+                                                                     self.side.optimization)
+        sess = self.sessions[key]
+        if sess is None:
+            return lambda arrays: list(arrays)
+        names, outputs = list(start.tensors), list(end.tensors)
+        return lambda arrays: sess.run(outputs, dict(zip(names, arrays)))
+
+    def time_segment(self, start, end, arrays: list, protocol: dict, idle_ms: float = 0.0) -> dict:
+        """Statistics of the segment's run time, each run after `idle_ms` of sleep (0: back to back)."""
+        from hwlat.profilers._protocol import MeasurementProtocol, measure, perf_counter_timer
+
+        if start.index == end.index:
+            return {"median_ms": 0.0, "ci_rel": 0.0, "n": 0}
+        run = self.compute(start, end)
+        timer = perf_counter_timer(lambda: run(arrays)) if idle_ms <= 0 else idle_timer(lambda: run(arrays), idle_ms)
+        return measure(timer, MeasurementProtocol(**protocol)).as_dict()
+
+    def time_codec(self, arrays: list, compression: str, protocol: dict) -> dict:
+        from hwlat.profilers._protocol import MeasurementProtocol, measure, perf_counter_timer
+        from hwlat.split._codec import decode, encode
+
+        chosen = MeasurementProtocol(**protocol)
+        message = encode(arrays, compression)
+        return {"bytes": len(message),
+                "encode_ms": measure(perf_counter_timer(lambda: encode(arrays, compression)), chosen).median_ms,
+                "decode_ms": measure(perf_counter_timer(lambda: decode(message)), chosen).median_ms}
+
+    def listen(self) -> dict:
+        from hwlat.split._network import listener
+
+        if self.listener is None:
+            self.listener = listener()
+        return {"port": self.listener.getsockname()[1]}
+
+    def run(self, config: StageConfig) -> dict:
+        """Set the stage up; the device answers at once, other stages serve until their input closes."""
+        self.pipeline = _Pipeline(self, config)
+        if config.is_device:
+            return {"ready": True}
+        try:
+            served = self.pipeline.serve()
+        finally:
+            self.pipeline = None
+        return {"served": served}
+
+
+class _Pipeline:
+    """The sockets and threads of one stage in one pipeline run."""
+
+    def __init__(self, stage: _Stage, config: StageConfig) -> None:
+        from hwlat.split._network import connect
+
+        self.config = config
+        self.run = stage.compute(config.start, config.end)
+        self.inbox: queue.Queue = queue.Queue()
+        self.outbox: queue.Queue = queue.Queue()
+        self.threads: list[threading.Thread] = []
+        self.out_sock = self.in_sock = None
+        if config.downstream_port is not None:
+            self.out_sock = connect(config.downstream_port)
+            self._thread(self._send_loop)
+        if config.link is not None:  # networked: the device receives the results, other stages their inputs
+            self.in_sock, _ = stage.listener.accept()
+            self._thread(self._receive_loop)
+
+    def _thread(self, target) -> None:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _send_loop(self) -> None:
+        from hwlat.split._network import PacedWriter
+
+        writer = PacedWriter(self.out_sock, self.config.link)
+        while (message := self.outbox.get()) is not None:
+            writer.send(message)
+        self.out_sock.close()
+
+    def _receive_loop(self) -> None:
+        from hwlat.split._network import receive_message
+
+        delay = self.config.link.one_way_ms / 1e3
+        while (message := receive_message(self.in_sock)) is not None:
+            self.inbox.put((time.perf_counter() + delay, message))
+        self.in_sock.close()
+        self.inbox.put(None)
+
+    def _take(self) -> list | None:
+        """The next incoming arrays after the link delay, or None at the end of the stream."""
+        from hwlat.split._codec import decode
+
+        item = self.inbox.get()
+        if item is None:
+            return None
+        wait = item[0] - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        return decode(item[1])
+
+    def _give(self, arrays: list) -> None:
+        from hwlat.split._codec import encode
+
+        self.outbox.put(encode(arrays, "none" if self.config.returns_result else self.config.compression))
+
+    def serve(self) -> int:
+        """Non-device stages: compute every message until the upstream closes, then close downstream."""
+        served = 0
+        while (arrays := self._take()) is not None:
+            self._give(self.run(arrays))
+            served += 1
+        self.close()
+        return served
+
+    def infer(self, inputs: list) -> list:
+        """Device: one input through the whole pipeline, outputs back (or local only)."""
+        outputs = self.run(inputs)
+        if self.out_sock is None:
+            return outputs
+        self._give(outputs)
+        return self._take()
+
+    def stream(self, inputs: list, count: int, window: int) -> list[float]:
+        """Device: `count` inputs with at most `window` in flight; completion times (perf_counter, s)."""
+        done: list[float] = []
+        in_flight = 0
+        for _ in range(count):
+            if self.out_sock is None:
+                self.run(inputs)
+                done.append(time.perf_counter())
+                continue
+            if in_flight >= window:
+                self._take()
+                done.append(time.perf_counter())
+                in_flight -= 1
+            self._give(self.run(inputs))
+            in_flight += 1
+        for _ in range(in_flight):
+            self._take()
+            done.append(time.perf_counter())
+        return done
+
+    def close(self) -> None:
+        """Close the outgoing side, wait for the incoming side to close, join the threads."""
+        if self.out_sock is not None:
+            self.outbox.put(None)
+        if self.config.is_device and self.in_sock is not None:
+            while self._take() is not None:
+                pass
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+
+def _serve(conn, side: Side) -> None:
+    """Stage process main loop: answer commands until None (or the parent goes away)."""
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(side.threads)
+    if side.cpus:
+        os.sched_setaffinity(0, side.cpus)
+    from hwlat.split._network import set_timer_slack_ns
+
+    set_timer_slack_ns()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    stage = _Stage(side)
+    conn.send({"ready": True})
+    try:
+        while (job := conn.recv()) is not None:
+            try:
+                conn.send(_answer(stage, job))
+            except HwlatError as exc:
+                conn.send({"error": str(exc)})
+            except Exception as exc:  # a failing model must come back as a message, not a dead worker
+                conn.send({"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"})
+    except (BrokenPipeError, EOFError):
+        return
+
+
+def _answer(stage: _Stage, job: dict) -> dict:
+    from hwlat.profilers._protocol import MeasurementProtocol, measure
+
+    op = job["op"]
+    if op == "load":
+        return stage.load(job["path"], job["batch_size"])
+    if op == "time":
+        return stage.time_segment(job["start"], job["end"], job["arrays"], job["protocol"], job.get("idle_ms", 0.0))
+    if op == "codec":
+        return stage.time_codec(job["arrays"], job["compression"], job["protocol"])
+    if op == "listen":
+        return stage.listen()
+    if op == "run":
+        return stage.run(job["config"])
+    pipeline = stage.pipeline
+    if pipeline is None:
+        raise HwlatError(f"stage command {op!r} needs a running pipeline")
+    if op == "latency":
+        inputs = job["inputs"]
+
+        def timer(number: int) -> int:
+            start = time.perf_counter_ns()
+            for _ in range(number):
+                pipeline.infer(inputs)
+            return time.perf_counter_ns() - start
+
+        return measure(timer, MeasurementProtocol(**job["protocol"])).as_dict()
+    if op == "throughput":
+        return {"done": pipeline.stream(job["inputs"], job["count"], job["window"])}
+    if op == "stop":
+        pipeline.close()
+        stage.pipeline = None
+        return {"stopped": True}
+    raise HwlatError(f"unknown stage command {op!r}")
+
+
+class StageWorker:
+    """Parent-side handle of one stage process; `call` sends a command and waits for its answer."""
+
+    def __init__(self, side: Side, timeout_s: float = 600.0) -> None:
+        self.side = side
+        self.timeout_s = timeout_s
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, side), daemon=True)
+        self.process.start()
+        child.close()
+        self.receive("start-up")
+
+    def send(self, job: dict) -> None:
+        self._conn.send(job)
+
+    def receive(self, what: str) -> dict:
+        if not self._conn.poll(self.timeout_s):
+            raise HwlatError(f"stage process on {self.side.spec} gave no answer within {self.timeout_s:.0f} s ({what})")
+        try:
+            answer = self._conn.recv()
+        except EOFError:
+            raise HwlatError(f"stage process on {self.side.spec} died during {what} "
+                             f"(exit code {self.process.exitcode})") from None
+        if "error" in answer:
+            raise HwlatError(f"stage on {self.side.spec}: {answer['error']}")
+        return answer
+
+    def call(self, op: str, **job) -> dict:
+        self.send({"op": op, **job})
+        return self.receive(op)
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self._conn.close()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()

@@ -1,0 +1,202 @@
+"""Split points: cut discovery on graphs with branches, bytes, segments, codecs, network model, rate limiter."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from hwlat._errors import HwlatError
+from hwlat.split import (
+    Hop,
+    Link,
+    PacedWriter,
+    PlanCosts,
+    find_cuts,
+    objectives,
+    parse_bandwidth,
+    parse_duration_ms,
+    parse_side,
+    static_shapes,
+)
+from hwlat.split._codec import decode, encode
+from hwlat.split._network import framed_bytes, receive_message
+from hwlat.split._segments import Segmenter, session, tensor_values
+
+
+def branchy_model(path=None) -> onnx.ModelProto:
+    """x -> Relu a -> (Sigmoid b, Tanh c) -> Add d -> Mul w -> Add x (skip) -> Cast to fp16 -> Cast to fp32 y.
+
+    Weights reach Mul through an Identity of an initializer (a static node, as torch exports them).
+    """
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="relu"),
+        helper.make_node("Sigmoid", ["a"], ["b"], name="sigmoid"),
+        helper.make_node("Tanh", ["a"], ["c"], name="tanh"),
+        helper.make_node("Add", ["b", "c"], ["d"], name="add"),
+        helper.make_node("Identity", ["w0"], ["w"], name="weights"),
+        helper.make_node("Mul", ["d", "w"], ["e"], name="mul"),
+        helper.make_node("Add", ["e", "x"], ["s"], name="skip"),
+        helper.make_node("Cast", ["s"], ["h"], name="half", to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["h"], ["y"], name="float", to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes, "branchy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8])],
+        initializer=[numpy_helper.from_array(np.linspace(0.5, 2, 32, dtype=np.float32).reshape(4, 8), "w0")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if path is not None:
+        onnx.save(model, str(path))
+    return model
+
+
+def test_cuts_skip_branches_and_skip_connections():
+    cuts = find_cuts(static_shapes(branchy_model()))
+    # inside the sigmoid/tanh branch two tensors cross; between the first add and the skip add x crosses too
+    assert [c.after for c in cuts] == ["input", "skip", "half", "float"]
+    assert [c.tensors for c in cuts] == [("x",), ("s",), ("h",), ("y",)]
+    # with two tensors allowed, x may cross beside one other tensor, never beside the branch's two
+    wider = find_cuts(static_shapes(branchy_model()), max_tensors=2)
+    assert [c.after for c in wider] == ["input", "relu", "add", "mul", "skip", "half", "float"]
+    assert [set(c.tensors) for c in wider[1:4]] == [{"x", "a"}, {"x", "d"}, {"x", "e"}]
+
+
+def test_bytes_per_cut_are_dtype_aware_and_compressed():
+    cuts = {c.after: c for c in find_cuts(static_shapes(branchy_model()))}
+    assert cuts["input"].nbytes == 32 * 4 and cuts["half"].nbytes == 32 * 2 and cuts["skip"].dtypes == ("float32",)
+    assert cuts["input"].compressed_bytes("fp16") == 32 * 2
+    assert cuts["input"].compressed_bytes("int8") == 32 + 8
+    assert cuts["half"].compressed_bytes("fp16") == 32 * 2 and cuts["half"].compressed_bytes("int8") == 32 + 8
+    for compression in ("none", "fp16", "int8"):  # the codec sends what the cut accounts for, plus its header
+        array = np.ones((1, 4, 8), dtype=np.float32)
+        header = len(encode([array], compression)) - cuts["input"].compressed_bytes(compression)
+        assert 0 < header < 120
+    with pytest.raises(HwlatError, match="unknown compression"):
+        cuts["input"].compressed_bytes("zip")
+
+
+def test_nb201_cuts_fall_between_cells_only():
+    from hwlat.split import resolve_model
+
+    model = static_shapes(resolve_model("nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|"
+                                        "skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|").load())
+    cuts = find_cuts(model)
+    inside = [c for c in cuts[1:-1] if "/cells/" in c.after and not c.after.endswith(("/Add_2", "/Add"))]
+    assert not inside and len(cuts) > 15
+    assert cuts[1].nbytes == 16 * 32 * 32 * 4 and cuts[-1].nbytes == 10 * 4
+
+
+def _run_segments(model, cuts, feeds):
+    segmenter = Segmenter(model)
+    values = dict(feeds)
+    for start, end in zip(cuts, cuts[1:]):
+        out = session(segmenter.segment(start, end)).run(list(end.tensors),
+                                                          {n: values[n] for n in start.tensors})
+        values.update(zip(end.tensors, out))
+    return values
+
+
+def test_segments_recombine_to_the_full_output():
+    from hwlat.split import resolve_model
+    from hwlat.split._models import example_inputs
+
+    model = static_shapes(resolve_model("nb201:|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|"
+                                        "skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|").load())
+    cuts = find_cuts(model)
+    feeds = example_inputs(model)
+    full = tensor_values(model, feeds, ["logits"])["logits"]
+    chosen = [cuts[0], cuts[3], cuts[len(cuts) // 2], cuts[-2], cuts[-1]]
+    values = _run_segments(model, chosen, feeds)
+    np.testing.assert_allclose(values["logits"], full, rtol=1e-4, atol=1e-5)
+    assert Segmenter(model).segment(cuts[2], cuts[2]) is None
+    with pytest.raises(HwlatError, match="backwards"):
+        Segmenter(model).segment(cuts[3], cuts[2])
+
+
+def test_codec_round_trips():
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal((2, 3, 5)).astype(np.float32), np.arange(6, dtype=np.int64)]
+    raw = decode(encode(arrays))
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(arrays, raw))
+    half = decode(encode(arrays, "fp16"))
+    np.testing.assert_allclose(half[0], arrays[0], rtol=1e-3, atol=1e-3)
+    assert half[0].dtype == np.float32 and np.array_equal(half[1], arrays[1])
+    quantized = decode(encode(arrays, "int8"))
+    step = (arrays[0].max() - arrays[0].min()) / 255
+    assert np.abs(quantized[0] - arrays[0]).max() <= step / 2 + 1e-6
+    big = [rng.standard_normal((16, 8, 8)).astype(np.float32)]
+    assert len(encode(big, "int8")) < len(encode(big, "fp16")) < len(encode(big)) < 1024 * 4 + 100
+
+
+@pytest.mark.parametrize("text, bps", [("10Mbps", 1e7), ("1Gbps", 1e9), ("1.5 mbps", 1.5e6), ("800kbps", 8e5)])
+def test_bandwidth_parsing(text, bps):
+    assert parse_bandwidth(text) == pytest.approx(bps)
+
+
+@pytest.mark.parametrize("text", ["10", "fast", "10MB/s", "0Mbps", "-5Mbps", ""])
+def test_malformed_bandwidths_are_refused(text):
+    with pytest.raises(HwlatError, match="bandwidth"):
+        parse_bandwidth(text)
+
+
+def test_durations_and_sides():
+    assert parse_duration_ms("20ms") == 20 and parse_duration_ms("500us") == 0.5 and parse_duration_ms("0.1s") == 100
+    with pytest.raises(HwlatError, match="duration"):
+        parse_duration_ms("-3ms")
+    side = parse_side("onnxruntime/t2/opt-basic@0")
+    assert (side.threads, side.optimization, side.cpus, side.spec) == (2, "basic", (0,), "onnxruntime/t2/opt-basic@0")
+    for bad, message in (("torch/t1", "onnxruntime only"), ("onnxruntime/t1/opt-max", "optimisation level"),
+                         ("onnxruntime/t1@999", "not available"), ("ort", "is not RUNTIME")):
+        with pytest.raises(HwlatError, match=message):
+            parse_side(bad)
+
+
+def test_network_model_arithmetic():
+    link = Link(8e6, rtt_ms=10)  # 1 MB/s: 1 ms per kB
+    assert link.wire_ms(1000) == pytest.approx(1.0) and link.one_way_ms == 5
+    costs = PlanCosts(compute_ms=(2.0, 3.0), groups=((1,), (0,)),
+                      hops=(Hop(992, 0.1, 0.2, 0, 1), Hop(92, 0.05, 0.01, 1, 0)))
+    got = objectives(costs, link, hop_overhead_ms=0.5)
+    wire = link.wire_ms(framed_bytes(992)) + link.wire_ms(framed_bytes(92))
+    assert got["latency_ms"] == pytest.approx(5.0 + 0.1 + 0.2 + 0.05 + 0.01 + 2 * 0.5 + wire + 10)
+    assert got["bytes"] == 1000 + 100
+    assert got["period_ms"] == pytest.approx(3.0 + 0.2 + 0.05) and got["bottleneck"] == "cores (0,)"
+    shared = objectives(PlanCosts((2.0, 3.0), costs.hops, ((0,), (0,))), link, 0.5)
+    assert shared["period_ms"] == pytest.approx(5.0 + 0.1 + 0.2 + 0.05 + 0.01)  # one core does everything
+    idle = objectives(costs, link, 0.5, idle_compute_ms=(2.5, 3.5))  # stages slower after idling: latency only
+    assert idle["latency_ms"] == pytest.approx(got["latency_ms"] + 1.0) and idle["period_ms"] == got["period_ms"]
+    slow = objectives(costs, Link(8e5), 0.5)
+    assert slow["bottleneck"] == "link 0" and slow["period_ms"] == pytest.approx(10.0)
+    with pytest.raises(HwlatError, match="bandwidth must be positive"):
+        Link(0)
+
+
+def test_paced_writer_keeps_the_rate():
+    left, right = socket.socketpair()
+    received: list[tuple[float, int]] = []
+
+    def read() -> None:
+        while (message := receive_message(right)) is not None:
+            received.append((time.perf_counter(), len(message)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        link = Link(8e6)  # 1 MB/s
+        writer = PacedWriter(left, link)
+        start = time.perf_counter()
+        for _ in range(3):
+            writer.send(bytes(100_000 - 8))
+    finally:
+        left.close()
+        reader.join(timeout=10)
+        right.close()
+    elapsed = [t - start for t, _ in received]
+    assert [n for _, n in received] == [100_000 - 8] * 3
+    # each 100 kB message takes 0.1 s at 1 MB/s; back-to-back messages keep the rate
+    assert elapsed[0] == pytest.approx(0.1, rel=0.1) and elapsed[-1] == pytest.approx(0.3, rel=0.05)

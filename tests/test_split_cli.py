@@ -1,0 +1,137 @@
+"""`hwlat split` in real processes: bad inputs as one-line errors, a small real run over loopback TCP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import psutil
+import pytest
+
+from hwlat._errors import HwlatError
+from hwlat.split import Link, SplitSession, analyze_split, parse_side
+from hwlat.split._api import PART_PROTOCOL, RUN_PROTOCOL
+from tests.test_split import branchy_model
+
+SIDES = ["--device", "onnxruntime/t1/opt-disable@1", "--server", "onnxruntime/t1@0"]
+QUICK = {"protocol": replace(PART_PROTOCOL, time_budget_s=0.1), "run_protocol": replace(RUN_PROTOCOL, time_budget_s=0.3)}
+
+
+def hwlat(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hwlat", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """`hwlat.cli.main` in this process (exit code, stdout, stderr): quick for errors raised before any work."""
+    from hwlat.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["hwlat", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+def stage_processes() -> set[int]:
+    """Children of this test process, without multiprocessing's resource tracker (it lives as long as we do)."""
+    return {p.pid for p in psutil.Process().children(recursive=True)
+            if not any("resource_tracker" in part for part in p.cmdline())}
+
+
+@pytest.fixture
+def branchy(tmp_path):
+    path = tmp_path / "branchy.onnx"
+    branchy_model(path)
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "vgg:16"], "unknown model kind 'vgg'"),
+    (["--model", "nb201"], "must be KIND:VALUE"),
+    (["--model", "onnx:/nonexistent/model.onnx"], "does not exist"),
+    (["--model", "resnet:7"], "resnet depth must be one of"),
+    (["--model", "nb201:|bogus~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "nb201"),
+    (["--model", "resnet:18", "--bandwidth", "10Mbps,fast"], "bandwidth 'fast' is not a number with a unit"),
+    (["--model", "resnet:18", "--bandwidth", "0Gbps"], "must be positive"),
+    (["--model", "resnet:18", "--stages", "1"], "--stages must be >= 2"),
+    (["--model", "resnet:18", "--device", "torch/t1"], "onnxruntime only"),
+    (["--model", "resnet:18", "--compression", "zip"], "unknown compression"),
+])
+def test_bad_input_is_one_line_error(monkeypatch, capsys, args, message):
+    before = stage_processes()
+    code, _, err = run_main(monkeypatch, capsys, "split", *args)
+    assert code == 2, err
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert stage_processes() <= before
+
+
+def test_help_lists_the_options(monkeypatch, capsys):
+    code, out, _ = run_main(monkeypatch, capsys, "split", "--help")
+    assert code == 0 and "--bandwidth" in out and "--verify" in out and "--stages" in out
+
+
+def test_not_an_onnx_file_in_a_real_process(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not a model")
+    result = hwlat("split", "--model", f"onnx:{junk}")
+    assert result.returncode == 2 and result.stderr.startswith("error: ")
+    assert "not a readable ONNX model" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_invalid_cuts_are_refused_and_processes_stop(branchy):
+    before = stage_processes()
+    with SplitSession(f"onnx:{branchy}", [parse_side("onnxruntime/t1@1"), parse_side("onnxruntime/t1@0")]) as session:
+        pids = {w.process.pid for w in session.workers}
+        assert pids and all(psutil.pid_exists(pid) for pid in pids)
+        with pytest.raises(HwlatError, match="'sigmoid' is not a valid cut point"):
+            session.plan_after("sigmoid")
+        with pytest.raises(HwlatError, match="must increase strictly"):
+            session.costs(session.check(session.plan_after("skip")).__class__((9,)))
+        plan = session.plan_after("skip")
+        costs = session.costs(plan)
+        assert len(costs.compute_ms) == 2 and costs.hops[0].payload_bytes > session.cuts[plan.positions[0]].nbytes
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+    assert stage_processes() <= before
+
+
+def test_real_two_process_run_on_loopback(branchy):
+    link = Link(1e6, rtt_ms=4.0)  # 1 Mbps: a 128-byte input and its header take about 1.7 ms on the wire
+    with SplitSession(f"onnx:{branchy}", [parse_side("onnxruntime/t1/opt-disable@1"),
+                                          parse_side("onnxruntime/t1@0")], **QUICK) as session:
+        plan = session.plan_after("input")
+        predicted = session.evaluate(plan, link)
+        measured = session.verify(plan, link, predicted, seconds=0.3)
+    floor = link.wire_ms(predicted["bytes"]) + 2 * link.one_way_ms
+    assert measured["measured_latency_ms"] >= floor
+    assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
+    assert measured["measured_throughput_per_s"] <= 1e3 / link.wire_ms(session.codec(0, 0, "none")["bytes"] + 8) * 1.05
+
+
+def test_cli_verify_writes_reports(branchy, tmp_path):
+    prefix = tmp_path / "split"
+    result = hwlat("split", "--model", f"onnx:{branchy}", *SIDES, "--bandwidth", "10Mbps,1Gbps", "--verify",
+                   "--time-budget", "0.1", "--run-budget", "0.3", "--json", "--report", str(prefix))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["cut_points"] == 4 and len(out["chosen"]) == 2
+    assert all(row["measured_latency_ms"] > 0 and row["measured_throughput_per_s"] > 0 for row in out["front"])
+    assert out["settings"]["sides"] == {"device": "onnxruntime/t1/opt-disable@1", "s1": "onnxruntime/t1@0"}
+    for name in ("split-10Mbps.html", "split-1Gbps.csv", "split-1Gbps.json", "split.csv", "split.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    summary = json.loads((tmp_path / "split.json").read_text())
+    assert [c["after"] for c in summary["cuts"]] == ["input", "skip", "half", "float"]
+
+
+def test_three_stages_searched_with_optuna_and_run(branchy):
+    sides = [parse_side("onnxruntime/t1/opt-disable@1"), parse_side("onnxruntime/t1@0"), parse_side("onnxruntime/t1@0")]
+    result = analyze_split(f"onnx:{branchy}", sides, [1e8], enumerate_limit=1, trials=12, verify="chosen",
+                           stream_seconds=0.3, **QUICK)
+    table = result.table
+    assert result.settings["search"].startswith("optuna") and len(table) >= 2
+    assert all(len(p) == 2 and p[0] < p[1] for p in table["positions"])
+    chosen = result.chosen().iloc[0]
+    assert chosen["measured_latency_ms"] > 0 and chosen["measured_throughput_per_s"] > 0
+    assert chosen["latency_ms"] == table["latency_ms"].min()
