@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,22 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("hwlat_home")
     monkeypatch.setenv("HWLAT_HOME", str(home))
     monkeypatch.chdir(home)
+
+
+@pytest.fixture
+def hwlat(monkeypatch, capsys):
+    """Run the `hwlat` command in this process (TVM is imported once); returns (exit code, stdout, stderr)."""
+    from hwlat.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["hwlat", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

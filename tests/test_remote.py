@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from pathlib import Path
@@ -82,25 +81,6 @@ def rows(db: Path) -> list[dict]:
     with sqlite3.connect(db) as connection:
         connection.row_factory = sqlite3.Row
         return [dict(row) for row in connection.execute("SELECT * FROM measurements ORDER BY id")]
-
-
-@pytest.fixture
-def hwlat(monkeypatch, capsys):
-    """Run the `hwlat` command in this process (TVM is imported once); returns (exit code, stdout, stderr)."""
-    from hwlat.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["hwlat", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_profiles_on_both_servers_resumes_and_matches_local(cluster, pair, host_target, tmp_path):

@@ -11,7 +11,6 @@ import json
 import platform
 import shutil
 import struct
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,25 +33,6 @@ FOREIGN = AARCH64 if platform.machine() not in ("aarch64", "arm64") else {"kind"
 ARCH = "|nor_conv_1x1~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
 QUICK = MeasurementProtocol(warmup_runs=2, warmup_seconds=0.0, min_repeats=10, time_budget_s=0.3)
 UNREACHABLE = "127.0.0.1:9"  # discard port: nothing listens
-
-
-@pytest.fixture
-def hwlat(monkeypatch, capsys):
-    """Run the `hwlat` command in this process; returns (exit code, stdout, stderr)."""
-    from hwlat.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["hwlat", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def elf_header(path: Path) -> tuple[int, int, int]:

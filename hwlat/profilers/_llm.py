@@ -14,6 +14,7 @@ only for single-threaded runs on an otherwise idle core, and still includes cach
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -22,26 +23,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 from hwlat._errors import HwlatError
-from hwlat.profilers._protocol import MeasurementProtocol, Timer, measure, perf_counter_timer
+from hwlat.profilers._protocol import MeasurementProtocol, measure, perf_counter_timer
 from hwlat.profilers._worker import THREAD_ENV_VARS
 
 #: the two serving latencies, each a platform suffix format
 METRICS = {"ttft": "ttft-p{prompt}", "tpot": "tpot-c{prompt}"}
 RUNTIME = "torch-llm"
 CLOCKS = ("wall", "cpu")
-
-
-def cpu_time_timer(run_once) -> Timer:
-    """Timer around a zero-argument call, counting this process's CPU time (`process_time_ns`)."""
-    clock = time.process_time_ns
-
-    def timed(number: int) -> int:
-        start = clock()
-        for _ in range(number):
-            run_once()
-        return clock() - start
-
-    return timed
 
 
 def llm_platform(metric: str, threads: int, batch_size: int, prompt: int, clock: str = "wall") -> str:
@@ -65,7 +53,7 @@ def time_llm(space: str, arch: str, batch_size: int, prompt: int,
         raise HwlatError(f"batch size and prompt length must be positive, got {batch_size} and {prompt}")
     if clock not in CLOCKS:
         raise HwlatError(f"unknown clock {clock!r} (known: {', '.join(CLOCKS)})")
-    timer = perf_counter_timer if clock == "wall" else cpu_time_timer
+    timer = perf_counter_timer if clock == "wall" else functools.partial(perf_counter_timer, clock=time.process_time_ns)
     model = get_space(space).build(arch)
     if not hasattr(model, "prefill"):
         raise HwlatError(f"space {space!r} builds no causal LM (its models have no prefill/step)")

@@ -21,9 +21,9 @@ from hwlat._errors import HwlatError
 Timer = Callable[[int], int]
 
 
-def perf_counter_timer(run_once: Callable[[], object]) -> Timer:
-    """Timer around a zero-argument call, using the monotonic `perf_counter_ns` clock."""
-    clock = time.perf_counter_ns
+def perf_counter_timer(run_once: Callable[[], object], clock: Callable[[], int] = time.perf_counter_ns) -> Timer:
+    """Timer around a zero-argument call, on the monotonic `perf_counter_ns` clock unless another `clock` is given
+    (e.g. `time.process_time_ns`: this process's CPU time)."""
 
     def timed(number: int) -> int:
         start = clock()
