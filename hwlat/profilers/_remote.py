@@ -13,7 +13,6 @@ import os
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -167,7 +166,6 @@ def _answers(archs: list[str], space: str, batch_size: int, engine: TvmRuntime, 
         try:
             return run_on_session(session.rpc, library, workloads[arch], protocol, engine.threads, device_type)
         except Exception as exc:  # any failure on the server side, sorted out below  # noqa: BLE001
-            traceback.clear_frames(exc.__traceback__)  # its frames hold remote objects that keep the session open
             text = str(exc)
             if "SessionTimeout" in text:
                 raise ItemFailed(f"timed out after {item_timeout_s:.0f} s on device {device.name!r}") from None
