@@ -57,3 +57,19 @@ def hwlat(monkeypatch, capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def nb201():
+    """HELP's NAS-Bench-201 latency dataset from the shared folder."""
+    from hwlat.datasets import load_help
+
+    return load_help(require_shared("data/help"), "nb201")
+
+
+@pytest.fixture(scope="module")
+def fitted(nb201):
+    """hwlat's predictor fitted on HELP's NB201 meta-train devices as HELP meta-trains (their source view)."""
+    from hwlat.predictors import HELP_SPLITS, OpPriorPredictor, source_view
+
+    return OpPriorPredictor().fit(source_view(nb201, HELP_SPLITS["nb201"]["meta_train"]))

@@ -8,25 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from conftest import require_shared
 from hwlat._errors import HwlatError
-from hwlat.datasets import LatencyDataset, load_help
+from hwlat.datasets import LatencyDataset
 from hwlat.predictors import (HELP_SPLITS, BasePredictor, HelpPredictor, OpPriorPredictor, ProxyPredictor,
                               TargetOnlyPredictor, evaluate, make_predictor, pools, score, source_view,
                               target_samples, trim)
 from hwlat.spaces import get_space
 
 SOURCES = HELP_SPLITS["nb201"]["meta_train"]
-
-
-@pytest.fixture(scope="module")
-def nb201():
-    return load_help(require_shared("data/help"), "nb201")
-
-
-@pytest.fixture(scope="module")
-def fitted(nb201):
-    return OpPriorPredictor().fit(source_view(nb201, SOURCES))
 
 
 def samples_of(data, device, samples=10, seed=0):

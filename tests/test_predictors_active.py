@@ -8,25 +8,13 @@ import numpy as np
 import pytest
 from sklearn.linear_model import BayesianRidge
 
-from conftest import require_shared
 from hwlat._errors import HwlatError
-from hwlat.datasets import load_help
 from hwlat.predictors import (HELP_SPLITS, POOLS, BasePredictor, OpPriorPredictor, TargetOnlyPredictor,
                               active_samples, evaluate, score, source_view)
 from hwlat.predictors._active import greedy_integrated_variance
 from hwlat.predictors._oprior import _evidence_fits
 
 SOURCES = HELP_SPLITS["nb201"]["meta_train"]
-
-
-@pytest.fixture(scope="module")
-def nb201():
-    return load_help(require_shared("data/help"), "nb201")
-
-
-@pytest.fixture(scope="module")
-def fitted(nb201):
-    return OpPriorPredictor().fit(source_view(nb201, SOURCES))
 
 
 def test_evidence_fit_matches_bayesian_ridge_and_prefers_the_right_prior():
