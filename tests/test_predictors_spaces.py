@@ -29,11 +29,27 @@ def test_fbnet_canonical_encode_and_errors():
             space.canonical(bad)
     with pytest.raises(HwlatError, match="integers in 0..8"):
         space.from_indices([9] * 22)
-    with pytest.raises(HwlatError, match="not implemented"):
-        space.build(arch)
     first = space.sample(5, seed=1)
     assert first == space.sample(5, seed=1) and all(space.canonical(a) == a for a in first)
     assert len(OPS) == 9
+
+
+def test_fbnet_network_counts_match_the_built_module():
+    """flops()/params() are per-layer sums; they must equal counting the whole built network."""
+    import torch
+
+    from hwlat.spaces._counting import count_flops, count_params
+
+    space = FBNetSpace()
+    all_skip = space.from_indices([8] * 22)
+    for arch in [all_skip, space.from_indices([7] * 22), *space.sample(3, seed=4)]:
+        model = space.build(arch)
+        assert count_flops(model, space.input_shape(1)) == space.flops(arch)
+        assert count_params(model) == space.params(arch)
+    assert space.build(all_skip)(torch.zeros(space.input_shape(2))).shape == (2, 100)
+    # a bigger block costs more in every layer; the all-skip net still has its stride/channel-changing 1x1 convs
+    assert space.flops(space.from_indices([7] * 22)) > space.flops(space.from_indices([0] * 22)) > space.flops(all_skip)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in space.build(all_skip).modules()) == 2 + 6
 
 
 def test_ofa_inactive_layers_are_zeroed_and_encoded_as_nothing():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import operator
 from collections.abc import Mapping, Sequence
 
@@ -32,10 +34,6 @@ def _parse(arch: object) -> tuple[int, ...]:
         layer = names.index(error.args[0])
         raise HwlatError(f"fbnet arch {arch!r}: layer {layer} op {error.args[0]!r} unknown "
                          f"(expected one of {', '.join(OPS)})") from None
-
-
-def _not_built(arch: str, what: str) -> str:
-    return f"fbnet {what} is not implemented yet (no network builder; asked for {arch!r})"
 
 
 class FBNetSpace(BaseSpace):
@@ -88,18 +86,56 @@ class FBNetSpace(BaseSpace):
         out[rows, (np.arange(NUM_LAYERS) * len(OPS) + indices).ravel()] = 1
         return out
 
-    def build(self, arch: str):
-        """Not implemented yet: HwlatError (the FBNet network builder is missing)."""
-        raise HwlatError(_not_built(self.canonical(arch), "build()"))
+    def build(self, arch: str):  # -> torch.nn.Module
+        """HW-NAS-Bench's FBNet CIFAR-100 network of `arch`, weights seeded from the arch, in eval mode."""
+        import torch
+
+        from hwlat.spaces._fbnet_model import FBNet
+
+        canonical = self.canonical(arch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big") >> 1)
+            model = FBNet([OPS[i] for i in _parse(canonical)])
+        return model.eval()
 
     def input_shape(self, batch_size: int = 1) -> tuple[int, ...]:
         """CIFAR-100 images: (batch, 3, 32, 32)."""
         return (batch_size, 3, 32, 32)
 
     def flops(self, arch: str) -> int:
-        """Not implemented yet: HwlatError (FLOPs are counted on the built network)."""
-        raise HwlatError(_not_built(self.canonical(arch), "flops()"))
+        """Conv and linear multiply-adds at batch 1 (see `count_flops`): layers are independent, so a sum of
+        per-layer, per-block counts plus the fixed stem and head (equal to counting the built network)."""
+        return _total(_count_table("flops"), _parse(arch))
 
     def params(self, arch: str) -> int:
-        """Not implemented yet: HwlatError (parameters are counted on the built network)."""
-        raise HwlatError(_not_built(self.canonical(arch), "params()"))
+        """Trainable parameters including BatchNorm affine terms, summed per layer like `flops`."""
+        return _total(_count_table("params"), _parse(arch))
+
+
+def _total(table: tuple[int, np.ndarray], indices: Sequence[int]) -> int:
+    fixed, per_layer = table
+    return int(fixed + per_layer[np.arange(NUM_LAYERS), list(indices)].sum())
+
+
+@functools.lru_cache(maxsize=2)
+def _count_table(count: str) -> tuple[int, np.ndarray]:
+    """(fixed part, [layer, op] counts) of FLOPs or params, from each block built once at its input size."""
+    from hwlat.spaces._counting import count_flops, count_params
+    from torch import nn
+
+    from hwlat.spaces._fbnet_model import (HEAD_CHANNELS, NUM_CLASSES, STAGE_CHANNELS, STEM_CHANNELS, conv_bn,
+                                           layer_shapes, make_block)
+
+    def measure(module, shape: tuple[int, ...]) -> int:
+        return count_flops(module, shape) if count == "flops" else count_params(module)
+
+    per_layer = np.zeros((NUM_LAYERS, len(OPS)), dtype=np.int64)
+    size = 32
+    for layer, (c_in, c_out, stride) in enumerate(layer_shapes()):
+        for op_index, op in enumerate(OPS):
+            per_layer[layer, op_index] = measure(make_block(op, c_in, c_out, stride), (1, c_in, size, size))
+        size //= stride
+    stem_head = (measure(conv_bn(3, STEM_CHANNELS, 3), (1, 3, 32, 32))
+                 + measure(conv_bn(STAGE_CHANNELS[-1], HEAD_CHANNELS), (1, STAGE_CHANNELS[-1], size, size))
+                 + measure(nn.Linear(HEAD_CHANNELS, NUM_CLASSES), (1, HEAD_CHANNELS)))
+    return stem_head, per_layer
