@@ -1,9 +1,13 @@
 """Measure real latencies: a protocol shared by all runtimes, each runtime timed in its own process."""
 
+from hwlat.profilers._colocation import (ModelSpec, RecordResult, Scenario, WorkloadMix, export_colocation_dataset,
+                                         load_colocation_dataset, record_colocation, scenarios_from)
 from hwlat.profilers._profile import ProfileResult, platform_key, profile
 from hwlat.profilers._protocol import MeasurementProtocol, TimingStats, measure, median_confidence_interval
 from hwlat.profilers._workload import Workload
 from hwlat.profilers.runtimes import RUNTIMES, BaseRuntime, get_runtime
 
-__all__ = ["RUNTIMES", "BaseRuntime", "MeasurementProtocol", "ProfileResult", "TimingStats", "Workload",
-           "get_runtime", "measure", "median_confidence_interval", "platform_key", "profile"]
+__all__ = ["RUNTIMES", "BaseRuntime", "MeasurementProtocol", "ModelSpec", "ProfileResult", "RecordResult", "Scenario",
+           "TimingStats", "Workload", "WorkloadMix", "export_colocation_dataset", "get_runtime",
+           "load_colocation_dataset", "measure", "median_confidence_interval", "platform_key", "profile",
+           "record_colocation", "scenarios_from"]

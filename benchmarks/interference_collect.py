@@ -1,0 +1,152 @@
+"""Record the shipped co-location dataset (data/interference-cpu) with `hwlat interference record`, then export it.
+
+Targets are NB201 cells spread over the latency range of data/nb201-cpu (ONNX Runtime, 1 thread), run with ONNX
+Runtime and PyTorch at 1 and 2 threads; workloads are stressors (cpu, membw, cache at 1 and 2 processes), model
+co-runners (ONNX Runtime and PyTorch at 1 and 2 threads) and mixes. Recording runs in chunks of at most
+`--chunk` seconds, each under `flock /tmp/hwlat-bench.lock` (released between chunks), resuming every time.
+Prints the figures quoted in BENCHMARKS.md: scenarios, disturbed, recording time, sampling-interval jitter.
+
+    python benchmarks/interference_collect.py                 # full dataset -> data/interference-cpu
+    python benchmarks/interference_collect.py --pilot         # 20 scenarios -> /tmp/hwlat-interference-pilot
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = "/tmp/hwlat-bench.lock"
+QUANTILES = (0.02, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
+
+
+def nb201_targets() -> list[str]:
+    """8 cells at quantiles of the ONNX Runtime 1-thread latency in data/nb201-cpu (fastest to slowest)."""
+    measured = pd.read_csv(ROOT / "data/nb201-cpu/measurements.csv", keep_default_na=False)
+    ort = measured[(measured["platform"] == "onnxruntime/t1/b1") & (measured["tag"] == "")]
+    ordered = ort.sort_values("median_ms")["arch"].tolist()
+    return [ordered[round(q * (len(ordered) - 1))] for q in QUANTILES]
+
+
+def plan(pilot: bool) -> list[tuple[list[str], list[str], list[float]]]:
+    """(targets, workloads, intensities) of each `record` call."""
+    cells = nb201_targets()
+    small, medium, large = cells[1], cells[4], cells[6]
+    targets = ([f"nb201:{c}@ort-t1" for c in cells] + [f"nb201:{c}@torch-t1" for c in (cells[0], cells[3], cells[6])]
+               + [f"nb201:{cells[4]}@ort-t2", f"nb201:{cells[2]}@torch-t2"])
+    stressors = ["cpu-x1", "cpu-x2", "membw-x1", "membw-x2", "cache-x1", "cache-x2"]
+    models = [f"nb201:{medium}@ort-t1", f"nb201:{large}@ort-t2", f"nb201:{small}@torch-t1", f"nb201:{medium}@torch-t2"]
+    mixes = ["membw-x1+cache-x1", f"cpu-x1+nb201:{medium}@ort-t1", f"cache-x1+nb201:{small}@torch-t1"]
+    if pilot:
+        return [([targets[1], targets[6], f"nb201:{cells[0]}@torch-t1", f"nb201:{cells[2]}@ort-t2"],
+                 ["cpu-x1", "membw-x1", "cache-x2", models[0], mixes[0]], [1.0])]
+    half = ["cpu-x2", "membw-x2", "cache-x2", models[1]]
+    return [(targets, stressors + models + mixes, [1.0]), (targets[:8:2] + targets[8:], half, [0.5])]
+
+
+def record_chunk(targets: list[str], workloads: list[str], intensities: list[float], db: Path, work: Path,
+                 chunk_s: float, phase_s: float) -> tuple[dict, list[str]]:
+    """One `hwlat interference record` run under the benchmark lock; its JSON result and the command."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "targets.txt").write_text("\n".join(targets) + "\n")
+    (work / "workloads.txt").write_text("\n".join(workloads) + "\n")
+    command = ["flock", LOCK, sys.executable, "-m", "hwlat", "interference", "record",
+               "--targets", str(work / "targets.txt"), "--workloads", str(work / "workloads.txt"),
+               *[arg for i in intensities for arg in ("--intensity", str(i))], "--phase", str(phase_s),
+               "--interval", "0.1", "--attempts", "2", "--quiet-wait", "3", "--time-limit", str(chunk_s),
+               "--db", str(db), "--json"]
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if not done.stdout.strip():
+        raise SystemExit(f"record failed (exit code {done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1]), command
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pilot", action="store_true", help="20 scenarios only")
+    parser.add_argument("--db", type=Path, default=Path("/tmp/hwlat-interference/colocation.sqlite"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--chunk", type=float, default=420.0, help="seconds of recording per lock hold")
+    parser.add_argument("--phase", type=float, default=2.0)
+    args = parser.parse_args()
+    out = args.out or (Path("/tmp/hwlat-interference-pilot") if args.pilot else ROOT / "data/interference-cpu")
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    chunks, commands, totals = 0, [], {"recorded": 0, "disturbed": 0, "failed": 0}
+    for number, (targets, workloads, intensities) in enumerate(plan(args.pilot)):
+        while True:
+            result, command = record_chunk(targets, workloads, intensities, args.db, args.db.parent / f"plan{number}",
+                                           args.chunk, args.phase)
+            chunks += 1
+            for key in ("recorded", "disturbed"):
+                totals[key] += result[key]
+            totals["failed"] += len(result["failed"])
+            print(f"chunk {chunks}: {json.dumps(result)}", flush=True)
+            if result["remaining"] == 0:
+                commands.append(command)
+                break
+            time.sleep(20)  # leave the lock to the other benchmarks for a moment
+    elapsed = time.monotonic() - started
+    notes = "## Recording command\n`python benchmarks/interference_collect.py" + (" --pilot" if args.pilot else "") + \
+        "` runs, in chunks (rerun until nothing remains):\n\n" + "\n".join(
+            "```\n" + shlex.join(c[2:]).replace(sys.executable, "python") + "\n```" for c in commands) + \
+        "\n\nwith the target and workload files it writes (listed in `scenarios.csv`: `target`, `workload`). Each " \
+        f"chunk holds `flock {LOCK}` (the project's benchmark lock) and is released for 20 s between chunks; jobs " \
+        "of the project's other developers that do not take the lock ran at times (see `background_util`, " \
+        "`disturbed`). Figures computed from this dataset (slowdowns, sampling jitter, isolated medians against " \
+        "`data/nb201-cpu`) are printed by the script and quoted in BENCHMARKS.md. Licence: MIT, like the project.\n"
+    notes_file = args.db.parent / "notes.md"
+    notes_file.write_text(notes)
+    export = subprocess.run([sys.executable, "-m", "hwlat", "interference", "export", "--out", str(out), "--db",
+                             str(args.db), "--notes", str(notes_file), "--json"], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True, check=True)
+    counts = json.loads(export.stdout)
+    from hwlat.profilers import load_colocation_dataset
+
+    scenarios, metrics = load_colocation_dataset(out)
+    jitter_ms = (metrics["t_s"] - (metrics["step"] + 1) * scenarios["interval_s"].iloc[0]).to_numpy() * 1e3
+    clean = scenarios[scenarios["disturbed"] == 0]
+    size_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"this run: {chunks} chunks, {elapsed / 60:.1f} min, recorded {totals['recorded']} "
+          f"({totals['disturbed']} disturbed), failed {totals['failed']}")
+    print(f"dataset {out}: {counts['scenarios']} scenarios, {counts['disturbed']} disturbed "
+          f"({counts['disturbed'] / counts['scenarios']:.0%}); undisturbed: {len(clean)} scenarios, "
+          f"{clean['workload'].nunique()} workloads, {clean['target'].nunique()} targets, "
+          f"{clean.groupby(['target', 'target_runtime', 'target_threads']).ngroups} target configurations; "
+          f"{size_mb:.1f} MB")
+    print(f"sampling jitter (actual - scheduled), ms: median {np.median(jitter_ms):.3f}, "
+          f"p99 {np.percentile(jitter_ms, 99):.3f}, max {jitter_ms.max():.3f} over {jitter_ms.size} samples")
+    per_family = clean.groupby("workload_family")[["slowdown", "slowdown_p90"]].agg(["count", "median", "max"])
+    print("slowdown (co-located median / isolated median) and slowdown_p90 per workload family, undisturbed:")
+    print(per_family.round(3).to_string())
+    by_target = clean.groupby(["target_runtime", "target_threads"])[["slowdown", "slowdown_p90"]].median()
+    print("by target runtime and threads, undisturbed: median slowdown / slowdown_p90",
+          {f"{r}-t{t}": (round(a, 3), round(b, 3)) for (r, t), (a, b) in by_target.iterrows()})
+    worst = clean.nlargest(3, "slowdown")
+    print("largest undisturbed slowdowns:", [(f"{r.target_runtime}-t{r.target_threads}", r.workload_family,
+                                              round(r.slowdown, 1)) for r in worst.itertuples()])
+    print("by intensity (duty cycle), undisturbed: median slowdown",
+          clean.groupby("intensity")["slowdown"].median().round(3).to_dict())
+    busy = scenarios["background_util"] > 0.25
+    print(f"background CPU use before the stored attempt > 25 %: {busy.mean():.0%} of scenarios; disturbed "
+          f"{scenarios.loc[busy, 'disturbed'].mean():.0%} of those vs {scenarios.loc[~busy, 'disturbed'].mean():.0%}")
+    reference = pd.read_csv(ROOT / "data/nb201-cpu/measurements.csv", keep_default_na=False)
+    reference = reference[reference["tag"] == ""].set_index(["arch", "platform"])["median_ms"]
+    for runtime, platform in (("onnxruntime", "onnxruntime/t1/b1"), ("torch", "torch/t1/b1")):
+        rows = scenarios[(scenarios["target_runtime"] == runtime) & (scenarios["target_threads"] == 1)]
+        ratio = rows["isolated_median_ms"].to_numpy() / reference.loc[
+            [(t.removeprefix("nb201:"), platform) for t in rows["target"]]].to_numpy()
+        print(f"isolated median here / data/nb201-cpu median ({platform}): median {np.median(ratio):.2f}, "
+              f"p10 {np.percentile(ratio, 10):.2f}, p90 {np.percentile(ratio, 90):.2f} over {ratio.size} scenarios")
+
+
+if __name__ == "__main__":
+    main()
