@@ -181,6 +181,8 @@ def test_interrupted_or_killed_recorder_leaves_no_child(tmp_path, tiny_onnx, sig
         if recorder.poll() is None:
             recorder.kill()
     assert recorder.returncode == code, err
+    if signum == signal.SIGINT:
+        assert b"interrupted: everything measured so far is stored" in err
     deadline = time.monotonic() + 5  # killed children are reaped by init a moment later
     while _alive(children) and time.monotonic() < deadline:
         time.sleep(0.05)

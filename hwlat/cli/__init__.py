@@ -7,16 +7,22 @@ import sys
 import typer
 
 from hwlat._errors import HwlatError
-from hwlat.cli import _data, _devices, _predictor, _profile, _search, _split
+from hwlat.cli import _data, _devices, _interference, _predictor, _profile, _search, _shiftadd, _split
+
+#: exit code and message of a command stopped by Ctrl-C
+_INTERRUPTED = 130
+_INTERRUPTED_MESSAGE = "interrupted: everything measured so far is stored; rerun the command to resume"
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hardware-aware latency toolkit.")
 app.add_typer(_devices.app, name="devices")
 app.add_typer(_data.app, name="data")
 app.add_typer(_predictor.app, name="predictor")
+app.add_typer(_interference.app, name="interference")
 app.command("profile")(_profile.profile)
 app.command("search")(_search.search)
 app.command("report")(_search.report)
 app.command("split")(_split.split)
+app.command("shiftadd")(_shiftadd.shiftadd)
 
 
 def main() -> None:
@@ -27,9 +33,11 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted: everything measured so far is stored; rerun the command to resume", err=True)
-        sys.exit(130)
+        typer.echo(_INTERRUPTED_MESSAGE, err=True)
+        sys.exit(_INTERRUPTED)
     except typer.TyperException as exc:  # usage errors: unknown option, a value of the wrong type
         typer.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
+    if code == _INTERRUPTED:  # Typer turns Ctrl-C inside a command into this return code
+        typer.echo(_INTERRUPTED_MESSAGE, err=True)
     sys.exit(code if isinstance(code, int) else 0)
