@@ -7,7 +7,7 @@ import sys
 import typer
 
 from hwlat._errors import HwlatError
-from hwlat.cli import _data, _devices, _interference, _predictor, _profile, _search, _shiftadd, _split
+from hwlat.cli import _data, _devices, _interference, _interference_model, _predictor, _profile, _search, _shiftadd, _split
 
 #: exit code and message of a command stopped by Ctrl-C
 _INTERRUPTED = 130
@@ -18,6 +18,9 @@ app.add_typer(_devices.app, name="devices")
 app.add_typer(_data.app, name="data")
 app.add_typer(_predictor.app, name="predictor")
 app.add_typer(_interference.app, name="interference")
+_interference.app.command("train")(_interference_model.train)
+_interference.app.command("evaluate")(_interference_model.evaluate)
+_interference.app.command("predict")(_interference_model.predict)
 app.command("profile")(_profile.profile)
 app.command("search")(_search.search)
 app.command("report")(_search.report)

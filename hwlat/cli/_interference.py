@@ -12,7 +12,7 @@ from rich.table import Table
 
 from hwlat._errors import HwlatError
 
-app = typer.Typer(no_args_is_help=True, help="Latency under co-location: record scenarios, export datasets.")
+app = typer.Typer(no_args_is_help=True, help="Latency under co-location: record scenarios, export datasets, train and evaluate models.")
 
 _DB_HELP = "SQLAlchemy URL or SQLite path (default $HWLAT_DB or ./hwlat.sqlite)."
 

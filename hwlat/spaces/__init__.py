@@ -8,9 +8,10 @@ from hwlat.spaces.fbnet import FBNetSpace
 from hwlat.spaces.hybrid_lm import HybridLMSpace
 from hwlat.spaces.nasbench201 import NasBench201Space
 from hwlat.spaces.ofa import OFASpace
+from hwlat.spaces.shiftadd import ShiftAddSpace
 
 _SPACES: dict[str, type[BaseSpace]] = {"nb201": NasBench201Space, "fbnet": FBNetSpace, "ofa": OFASpace,
-                                    "hybrid-lm": HybridLMSpace}
+                                    "hybrid-lm": HybridLMSpace, "shiftadd": ShiftAddSpace}
 _ALIASES: dict[str, str] = {"nasbench201": "nb201"}
 
 #: canonical space names (each equals its space's `name`); `get_space` also accepts aliases
@@ -26,4 +27,4 @@ def get_space(name: str) -> BaseSpace:
     return _SPACES[key]()
 
 
-__all__ = ["SPACES", "BaseSpace", "FBNetSpace", "HybridLMSpace", "NasBench201Space", "OFASpace", "get_space"]
+__all__ = ["SPACES", "BaseSpace", "FBNetSpace", "HybridLMSpace", "NasBench201Space", "OFASpace", "ShiftAddSpace", "get_space"]

@@ -1,0 +1,133 @@
+"""`hwlat interference train/evaluate/predict`: interference models on a co-location dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from hwlat._errors import HwlatError
+
+_DATA_HELP = "Co-location dataset directory (scenarios.csv, metrics.parquet), e.g. data/interference-cpu."
+_DISTURBED_HELP = "Also use scenarios flagged disturbed (excluded by default)."
+
+
+def _model(kind: str, seed: int, members: int | None):
+    """A new model of `kind`; `seed` and `members` go to the kinds that take them."""
+    from hwlat.interference import make_model
+
+    model = make_model(kind)
+    params = model.get_params()
+    settings = {"seed": seed, "random_state": seed, "members": members}
+    model.set_params(**{k: v for k, v in settings.items() if k in params and v is not None})
+    return model
+
+
+def _load(data: Path, include_disturbed: bool):
+    from hwlat.interference import InterferenceData
+
+    loaded = InterferenceData.load(data, include_disturbed=include_disturbed)
+    if not len(loaded):
+        raise HwlatError(f"{data}: no scenario to use (all disturbed? try --include-disturbed)")
+    return loaded
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help=_DATA_HELP),
+    out: Path = typer.Option(..., "--out", help="Model file to write (.npz)."),
+    kind: str = typer.Option("transformer", "--model", help="transformer, gb, linear or none."),
+    seed: int = typer.Option(0, help="Seed of the model (and of its inner validation splits)."),
+    members: int = typer.Option(None, help="Ensemble members of the transformer (default 5)."),
+    include_disturbed: bool = typer.Option(False, "--include-disturbed", help=_DISTURBED_HELP),
+) -> None:
+    """Fit an interference model on every scenario of a dataset and save it."""
+    loaded = _load(data, include_disturbed)
+    model = _model(kind, seed, members)
+    with Console(stderr=True).status(f"training {kind} on {len(loaded)} scenarios"):
+        model.fit(loaded)
+    model.save(out)
+    typer.echo(f"{kind} interference model trained on {len(loaded)} scenarios "
+               f"({model.trained_on_['workloads']} workloads, {model.trained_on_['targets']} targets) "
+               f"written to {out}")
+
+
+def evaluate(
+    data: Path = typer.Option(..., "--data", help=_DATA_HELP),
+    kinds: list[str] = typer.Option(None, "--model", help="Model(s) to evaluate (repeatable; default: none, "
+                                    "linear, gb, transformer)."),
+    split: str = typer.Option("workload", help="What a test fold holds out: workload or target."),
+    folds: int = typer.Option(5, help="Folds of the grouped cross-validation."),
+    seed: int = typer.Option(0, help="Seed of the fold assignment and the models."),
+    members: int = typer.Option(None, help="Ensemble members of the transformer (default 5)."),
+    include_disturbed: bool = typer.Option(False, "--include-disturbed", help=_DISTURBED_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """MAE % of predicted slowdowns on held-out workloads (or targets): grouped cross-validation per model."""
+    from hwlat.interference import SPLITS, cross_validate
+
+    if split not in SPLITS:
+        raise HwlatError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    models = [_model(k, seed, members) for k in (kinds or ["none", "linear", "gb", "transformer"])]
+    loaded = _load(data, include_disturbed)
+    console = Console(stderr=True)
+    results = []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=as_json, disable=as_json) as progress:
+        for model in models:
+            task = progress.add_task(f"{model.kind}, leave-{split}-out", total=folds)
+            results.append(cross_validate(model, loaded, split, folds, seed,
+                                          progress=lambda done, total, t=task: progress.update(t, completed=done,
+                                                                                               total=total)))
+    summaries = [r.summary() for r in results]
+    reference = next((s["mae_slowdown"] for s in summaries if s["model"] == "gb"), None)
+    for summary in summaries:
+        summary["improvement_over_gb"] = (None if reference is None or not reference
+                                          else 1 - summary["mae_slowdown"] / reference)
+    if as_json:
+        typer.echo(json.dumps({"data": str(data), "split": split, "seed": seed, "results": summaries}))
+        return
+    table = Table(title=f"Leave-{split}-out, {summaries[0]['folds']} folds, {summaries[0]['scenarios']} scenarios: "
+                        "MAE % (mean over folds)")
+    for column in ("model", "slowdown", "p90", "p99", "vs gb", "per fold (slowdown)", "fit s"):
+        table.add_column(column)
+    for s in summaries:
+        gain = s["improvement_over_gb"]
+        table.add_row(s["model"], f"{s['mae_slowdown']:.2f}", f"{s['mae_slowdown_p90']:.2f}",
+                      f"{s['mae_slowdown_p99']:.2f}", "" if gain is None else f"{100 * gain:+.1f} %",
+                      " ".join(f"{v:.2f}" for v in s["fold_mae_slowdown"]), f"{s['fit_s']:.1f}")
+    Console().print(table)
+
+
+def predict(
+    model_path: Path = typer.Option(..., "--model", help="Model file from `train`."),
+    data: Path = typer.Option(..., "--data", help=_DATA_HELP),
+    include_disturbed: bool = typer.Option(False, "--include-disturbed", help=_DISTURBED_HELP),
+    out: Path = typer.Option(None, "--out", help="Write the predictions as CSV here instead of printing them."),
+) -> None:
+    """Predicted slowdowns of every scenario of a dataset, beside the measured ones and the MAE %."""
+    from hwlat.interference import TARGETS, InterferenceModel, mae_percent
+
+    model = InterferenceModel.load(model_path)
+    loaded = _load(data, include_disturbed)
+    predicted = model.predict(loaded)
+    table = loaded.scenarios[["scenario_id", "workload", "target"]].copy()
+    for name in TARGETS:
+        table[f"pred_{name}"] = predicted[name].to_numpy()
+        table[name] = loaded.scenarios[name].to_numpy(float)
+    if out is not None:
+        table.to_csv(out, index=False)
+        typer.echo(f"{len(table)} predictions written to {out}")
+    else:
+        typer.echo(table.to_csv(index=False, float_format="%.4f"), nl=False)
+    errors = ", ".join(f"{name} {mae_percent(table[f'pred_{name}'], table[name]):.2f} %" for name in TARGETS)
+    typer.echo(f"MAE: {errors}", err=True)

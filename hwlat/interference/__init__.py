@@ -1,0 +1,13 @@
+"""Interference models: a target's latency slowdown beside co-runners, from the co-runners' metric signature."""
+
+from hwlat.interference._baselines import BoostedInterference, LinearInterference, NoInterference
+from hwlat.interference._colocated import QUANTILES, ColocatedLatency, WorkloadSignature
+from hwlat.interference._evaluate import SPLITS, CrossValidation, cross_validate, mae_percent, tune
+from hwlat.interference._features import TARGETS, FeatureSpec, InterferenceData
+from hwlat.interference._model import FORMAT_VERSION, InterferenceModel, make_model, model_kinds
+from hwlat.interference._transformer import BRANCHES, TransformerInterference
+
+__all__ = ["BRANCHES", "FORMAT_VERSION", "QUANTILES", "SPLITS", "TARGETS", "BoostedInterference", "ColocatedLatency",
+           "CrossValidation", "FeatureSpec", "InterferenceData", "InterferenceModel", "LinearInterference",
+           "NoInterference", "TransformerInterference", "WorkloadSignature", "cross_validate", "mae_percent",
+           "make_model", "model_kinds", "tune"]

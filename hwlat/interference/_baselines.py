@@ -1,0 +1,107 @@
+"""Baselines: no interference, and linear / gradient-boosting regressions on window aggregates + descriptors."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.linear_model import RidgeCV
+
+from hwlat.interference._features import TARGETS, InterferenceData, mean_std
+from hwlat.interference._model import InterferenceModel
+
+
+class NoInterference(InterferenceModel):
+    """Co-runners change nothing: slowdown 1, and the tail slowdowns are the isolated run's own tail."""
+
+    kind = "none"
+
+    def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
+        pass
+
+    def _predict(self, data: InterferenceData) -> np.ndarray:
+        table = data.scenarios
+        out = np.zeros((len(table), len(TARGETS)))
+        for j, column in ((1, "isolated_p90_ms"), (2, "isolated_p99_ms")):
+            if column in table.columns:
+                ratio = np.log(table[column].to_numpy(float) / table["isolated_median_ms"].to_numpy(float))
+                out[:, j] = np.where(np.isfinite(ratio), ratio, 0.0)
+        return out
+
+
+class _AggregateRegression(InterferenceModel):
+    """A regressor on the window aggregates (mean/std/min/max/p10/p50/p90 per metric) and the descriptors.
+
+    Missing values take the training mean; columns are standardised with training statistics.
+    """
+
+    def _raw_design(self, data: InterferenceData) -> np.ndarray:
+        return np.hstack([self.spec_.aggregates(data), self.spec_.descriptors(data)])
+
+    def _design(self, data: InterferenceData, raw: np.ndarray | None = None) -> np.ndarray:
+        values = ((self._raw_design(data) if raw is None else raw) - self.center_) / self.scale_
+        return np.where(np.isfinite(values), values, 0.0)
+
+    def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
+        raw = self._raw_design(data)
+        self.center_, self.scale_ = mean_std(raw)
+        self._fit_design(self._design(data, raw), log_targets)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"center": self.center_, "scale": self.scale_}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self.center_, self.scale_ = state["center"], state["scale"]
+
+
+class LinearInterference(_AggregateRegression):
+    """Ridge regression of log-slowdowns; the penalty per target is chosen by leave-one-out on the training data."""
+
+    kind = "linear"
+
+    def __init__(self, alphas: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)) -> None:
+        self.alphas = alphas
+
+    def _fit_design(self, design: np.ndarray, log_targets: np.ndarray) -> None:
+        ridge = RidgeCV(alphas=self.alphas, alpha_per_target=True).fit(design, log_targets)
+        self.coef_, self.intercept_ = ridge.coef_, ridge.intercept_
+
+    def _predict(self, data: InterferenceData) -> np.ndarray:
+        return self._design(data) @ self.coef_.T + self.intercept_
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**super()._state(), "coef": self.coef_, "intercept": self.intercept_}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        super()._restore(state)
+        self.coef_, self.intercept_ = state["coef"], state["intercept"]
+
+
+class BoostedInterference(_AggregateRegression):
+    """scikit-learn gradient boosting (its defaults), one per log-slowdown target.
+
+    Trees have no array form here, so a saved model keeps its training design and refits (deterministically).
+    """
+
+    kind = "gb"
+
+    def __init__(self, n_estimators: int = 100, max_depth: int = 3, learning_rate: float = 0.1,
+                 random_state: int = 0) -> None:
+        self.n_estimators, self.max_depth = n_estimators, max_depth
+        self.learning_rate, self.random_state = learning_rate, random_state
+
+    def _fit_design(self, design: np.ndarray, log_targets: np.ndarray) -> None:
+        self.design_, self.log_targets_ = design, log_targets
+        self.models_ = [GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                                  learning_rate=self.learning_rate, random_state=self.random_state)
+                        .fit(design, log_targets[:, j]) for j in range(log_targets.shape[1])]
+
+    def _predict(self, data: InterferenceData) -> np.ndarray:
+        design = self._design(data)
+        return np.column_stack([m.predict(design) for m in self.models_])
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**super()._state(), "design": self.design_, "log_targets": self.log_targets_}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        super()._restore(state)
+        self._fit_design(state["design"], state["log_targets"])

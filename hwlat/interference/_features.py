@@ -1,0 +1,268 @@
+"""Inputs of the interference models: the co-runners' metric windows, descriptors, and their normalisation.
+
+A model sees what is known before the target is placed: the metric window recorded while the co-runners ran
+alone (phase "corunners"), the target's descriptors (isolated latency, FLOPs, params, runtime, threads) and the
+co-runners' (process count, threads, kinds). Per-core columns become core-count-free aggregates, so machines
+with different core counts share one model; hardware counters may be absent or NaN.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hwlat._errors import HwlatError
+
+#: what the models predict, each the colocated latency over the isolated median
+TARGETS = ("slowdown", "slowdown_p90", "slowdown_p99")
+#: phase of the metrics that describes the co-runners alone (known before the target is placed)
+PHASE = "corunners"
+#: scenario columns the features read
+SCENARIO_COLUMNS = ("scenario_id", "workload", "target", "target_runtime", "target_threads", "target_flops",
+                    "target_params", "corunners", "n_corunner_procs", "isolated_median_ms")
+#: columns of metrics.parquet that are no metric, and metrics that describe the target (absent before placement)
+_NOT_METRICS = ("scenario_id", "phase", "step", "t_s", "target_latency_ms", "target_inferences")
+_CORE = re.compile(r"cpu\d+_util")
+#: aggregates that replace the per-core utilisation columns (fractions 0..1), whatever the number of cores
+CORE_AGGREGATES = ("cpu_core_min", "cpu_core_max", "cpu_core_std", "cpu_free_cores")
+#: numeric descriptors before the runtime and co-runner kind indicators
+_DESCRIPTORS = ("log_isolated_ms", "log_flops", "log_params", "target_threads", "n_corunner_procs",
+                "corunner_threads", "corunner_intensity", "corunner_load", "corunner_model_log_flops", "n_cores",
+                "oversubscription")
+#: window statistics per metric for the aggregate-feature baselines
+AGGREGATES = ("mean", "std", "min", "max", "p10", "p50", "p90")
+
+
+@dataclass(frozen=True)
+class InterferenceData:
+    """Scenarios (one row each) with the co-runners' metric window of each (steps x `metric_names`, raw values).
+
+    `scenarios` gains `n_cores` (per-core columns with data in the window) and `kinds` (co-runner kinds).
+    """
+
+    scenarios: pd.DataFrame
+    metric_names: tuple[str, ...]
+    windows: tuple[np.ndarray, ...]
+
+    @classmethod
+    def from_frames(cls, scenarios: pd.DataFrame, metrics: pd.DataFrame, *,
+                    include_disturbed: bool = False) -> InterferenceData:
+        """Pair each scenario with its "corunners" window; disturbed scenarios are dropped unless included."""
+        missing = [c for c in SCENARIO_COLUMNS if c not in scenarios.columns]
+        if missing:
+            raise HwlatError(f"scenarios lack column(s) {', '.join(missing)}")
+        for column in ("scenario_id", "phase", "step"):
+            if column not in metrics.columns:
+                raise HwlatError(f"metrics lack column {column!r}")
+        if not include_disturbed and "disturbed" in scenarios.columns:
+            scenarios = scenarios[scenarios["disturbed"].fillna(0).astype(int) == 0]
+        scenarios = scenarios.reset_index(drop=True).copy()
+        window = metrics[metrics["phase"] == PHASE].sort_values(["scenario_id", "step"])
+        cores = [c for c in window.columns if _CORE.fullmatch(c)]
+        names = [c for c in window.columns if c not in _NOT_METRICS and not _CORE.fullmatch(c)
+                 and pd.api.types.is_numeric_dtype(window[c])]
+        values = window[names].to_numpy(float)
+        if cores:
+            names += CORE_AGGREGATES
+            values = np.hstack([values, _core_aggregates(window[cores].to_numpy(float))])
+        groups = {sid: rows for sid, rows in window.groupby("scenario_id", sort=False).indices.items()}
+        absent = [sid for sid in scenarios["scenario_id"] if sid not in groups]
+        if absent:
+            raise HwlatError(f"no {PHASE!r} metrics for {len(absent)} scenario(s), e.g. {absent[0]!r}")
+        windows = tuple(values[groups[sid]] for sid in scenarios["scenario_id"])
+        has_data = np.isfinite(window[cores].to_numpy(float))
+        scenarios["n_cores"] = [float(has_data[groups[sid]].any(axis=0).sum()) if cores else np.nan
+                                for sid in scenarios["scenario_id"]]
+        scenarios["kinds"] = [[c.get("kind", "") for c in corunner_list(v)] for v in scenarios["corunners"]]
+        return cls(scenarios, tuple(names), windows)
+
+    @classmethod
+    def load(cls, path, *, include_disturbed: bool = False) -> InterferenceData:
+        """A co-location dataset directory (scenarios.csv, metrics.parquet) as written by the recorder."""
+        from hwlat.profilers import load_colocation_dataset
+
+        scenarios, metrics = load_colocation_dataset(path)
+        return cls.from_frames(scenarios, metrics, include_disturbed=include_disturbed)
+
+    def __len__(self) -> int:
+        return len(self.scenarios)
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> InterferenceData:
+        """The scenarios at positions `rows`, in that order."""
+        rows = np.asarray(rows, dtype=int)
+        return InterferenceData(self.scenarios.iloc[rows].reset_index(drop=True), self.metric_names,
+                                tuple(self.windows[i] for i in rows))
+
+    def targets(self) -> np.ndarray:
+        """Measured slowdowns (n x len(TARGETS)); HwlatError when the scenarios carry none."""
+        missing = [t for t in TARGETS if t not in self.scenarios.columns]
+        if missing:
+            raise HwlatError(f"scenarios lack measured {', '.join(missing)}")
+        values = self.scenarios[list(TARGETS)].to_numpy(float)
+        if not np.all(np.isfinite(values) & (values > 0)):
+            raise HwlatError("measured slowdowns must be finite and positive")
+        return values
+
+
+def corunner_list(value) -> list[dict]:
+    """The co-runner entries of a scenario row (a JSON string or an already parsed list)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise HwlatError(f"corunners is not JSON: {value[:60]!r}") from None
+    if not isinstance(value, list):
+        return []
+    return [c for c in value if isinstance(c, dict)]
+
+
+def _core_aggregates(cores: np.ndarray) -> np.ndarray:
+    """Min, max, std of the per-core utilisation (0..1) and the number of idle cores, per step (NaN if no data)."""
+    with warnings.catch_warnings():  # an all-NaN step is a missing value here, not a problem
+        warnings.simplefilter("ignore", RuntimeWarning)
+        free = np.nansum(np.clip(1 - cores, 0, 1), axis=1)
+        free[~np.isfinite(cores).any(axis=1)] = np.nan
+        return np.column_stack([np.nanmin(cores, axis=1), np.nanmax(cores, axis=1), np.nanstd(cores, axis=1), free])
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Normalisation learnt from training scenarios only: kept metrics and their scale, descriptor scale, vocabularies.
+
+    Rate metrics (`*_per_s`) are log1p-transformed first. A metric with no finite value in training is dropped; a
+    metric absent at prediction time is NaN (a model's missing value).
+    """
+
+    metrics: tuple[str, ...]
+    metric_mean: np.ndarray
+    metric_std: np.ndarray
+    runtimes: tuple[str, ...]
+    kinds: tuple[str, ...]
+    descriptor_mean: np.ndarray
+    descriptor_std: np.ndarray
+
+    @classmethod
+    def fit(cls, data: InterferenceData) -> FeatureSpec:
+        """Statistics of `data` (the training scenarios)."""
+        values = _transform(data.metric_names, np.vstack(data.windows))
+        keep = np.isfinite(values).any(axis=0)
+        mean, std = mean_std(values[:, keep])
+        runtimes = tuple(sorted(set(data.scenarios["target_runtime"].astype(str))))
+        kinds = tuple(sorted({k for kinds in data.scenarios["kinds"] for k in kinds}))
+        metrics = tuple(n for n, k in zip(data.metric_names, keep) if k)
+        spec = cls(metrics, mean, std, runtimes, kinds, np.zeros(0), np.zeros(0))
+        d_mean, d_std = mean_std(spec._raw_descriptors(data))
+        return cls(metrics, mean, std, runtimes, kinds, d_mean, d_std)
+
+    @property
+    def descriptor_names(self) -> tuple[str, ...]:
+        """Names of the columns of `descriptors`."""
+        return (*_DESCRIPTORS, *(f"runtime={r}" for r in self.runtimes), *(f"kind={k}" for k in self.kinds))
+
+    def windows(self, data: InterferenceData) -> list[np.ndarray]:
+        """Each scenario's window over this spec's metrics, standardised; NaN where a value is missing."""
+        where = {n: i for i, n in enumerate(data.metric_names)}
+        columns = [where.get(n, -1) for n in self.metrics]
+        out = []
+        for window in data.windows:
+            padded = np.column_stack([window, np.full(len(window), np.nan)])  # column -1: an absent metric
+            out.append((_transform(self.metrics, padded[:, columns]) - self.metric_mean) / self.metric_std)
+        return out
+
+    def descriptors(self, data: InterferenceData) -> np.ndarray:
+        """Standardised descriptors (n x len(descriptor_names)); a missing value is the training mean (0)."""
+        values = (self._raw_descriptors(data) - self.descriptor_mean) / self.descriptor_std
+        return np.nan_to_num(values, nan=0.0)
+
+    def aggregates(self, data: InterferenceData) -> np.ndarray:
+        """Window statistics (AGGREGATES) of each standardised metric; NaN where a metric has no value in a window."""
+        rows = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for window in self.windows(data):
+                q10, q50, q90 = np.nanpercentile(window, [10, 50, 90], axis=0)
+                rows.append(np.concatenate([np.nanmean(window, 0), np.nanstd(window, 0), np.nanmin(window, 0),
+                                            np.nanmax(window, 0), q10, q50, q90]))
+        return np.asarray(rows).reshape(len(data), len(AGGREGATES) * len(self.metrics))
+
+    def _raw_descriptors(self, data: InterferenceData) -> np.ndarray:
+        table = data.scenarios
+        corunners = [corunner_list(v) for v in table["corunners"]]
+        threads = np.array([sum(_number(c.get("threads"), 1.0) for c in cs) for cs in corunners])
+        intensity = np.array([np.mean([_number(c.get("intensity"), 1.0) for c in cs]) if cs else 0.0
+                              for cs in corunners])
+        load = np.array([sum(_number(c.get("threads"), 1.0) * _number(c.get("intensity"), 1.0) for c in cs)
+                         for cs in corunners])  # busy threads on average
+        model_flops = np.log1p([sum(_model_flops(c.get("name", "")) * _number(c.get("intensity"), 1.0)
+                                    for c in cs if c.get("kind") == "model") for cs in corunners])
+
+        def numeric(column: str) -> np.ndarray:
+            return pd.to_numeric(table[column], errors="coerce").to_numpy(float)
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            target_threads, cores = numeric("target_threads"), numeric("n_cores")
+            columns = [np.log(numeric("isolated_median_ms")), np.log1p(numeric("target_flops")),
+                       np.log1p(numeric("target_params")), target_threads, numeric("n_corunner_procs"), threads,
+                       intensity, load, model_flops, cores, (target_threads + load) / cores]
+        runtime = table["target_runtime"].astype(str).to_numpy()
+        columns += [(runtime == r).astype(float) for r in self.runtimes]
+        columns += [np.array([kinds.count(k) for kinds in table["kinds"]], dtype=float) for k in self.kinds]
+        values = np.column_stack(columns) if len(table) else np.zeros((0, len(columns)))
+        values[~np.isfinite(values)] = np.nan
+        return values
+
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """JSON-ready names and the statistics as arrays, for a model file."""
+        header = {"metrics": list(self.metrics), "runtimes": list(self.runtimes), "kinds": list(self.kinds)}
+        arrays = {"metric_mean": self.metric_mean, "metric_std": self.metric_std,
+                  "descriptor_mean": self.descriptor_mean, "descriptor_std": self.descriptor_std}
+        return header, arrays
+
+    @classmethod
+    def from_arrays(cls, header: dict, arrays: dict[str, np.ndarray]) -> FeatureSpec:
+        """The spec `to_arrays` described."""
+        return cls(tuple(header["metrics"]), arrays["metric_mean"], arrays["metric_std"], tuple(header["runtimes"]),
+                   tuple(header["kinds"]), arrays["descriptor_mean"], arrays["descriptor_std"])
+
+
+def _transform(names: Sequence[str], values: np.ndarray) -> np.ndarray:
+    """log1p of the rate metrics (heavy-tailed counts per second), other metrics unchanged."""
+    values = values.astype(float, copy=True)
+    for i, name in enumerate(names):
+        if name.endswith("_per_s"):
+            values[:, i] = np.log1p(np.clip(values[:, i], 0, None))
+    return values
+
+
+def mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations ignoring NaN (0 and 1 for a column without values or spread)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+    mean = np.nan_to_num(mean, nan=0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-9), std, 1.0)
+    return mean, std
+
+
+@functools.lru_cache(maxsize=256)
+def _model_flops(name: str) -> float:
+    """FLOPs of a co-runner model named "space:arch" (NaN when the name is no architecture of a known space)."""
+    from hwlat.spaces import get_space
+
+    space, _, arch = name.partition(":")
+    try:
+        return float(get_space(space).flops(arch))
+    except HwlatError:
+        return np.nan
+
+
+def _number(value, default: float) -> float:
+    """A JSON field as a float, `default` when it is missing or not a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default

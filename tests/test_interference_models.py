@@ -1,0 +1,273 @@
+"""Interference models: features from co-runner windows, baselines, the dual-branch transformer, grouped CV,
+save/load, latency under co-location as a search metric, and the train/evaluate/predict commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from conftest import PROJECT_ROOT
+
+from hwlat._errors import HwlatError
+from hwlat.interference import (ColocatedLatency, FeatureSpec, InterferenceData, InterferenceModel,
+                                TransformerInterference, WorkloadSignature, cross_validate, mae_percent, make_model,
+                                model_kinds, tune)
+
+#: the shipped co-location dataset (recorded on the project machine)
+DATA = PROJECT_ROOT / "data" / "interference-cpu"
+TINY = {"members": 1, "max_epochs": 15, "patience": 5, "d_model": 16, "steps": 16}
+
+
+def schema_frames(workloads: int = 6, targets: int = 4, cores: int = 2, counters: bool = True,
+                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A small synthetic dataset in the schema's layout (test fixture, not data): the slowdown grows with the
+    co-runners' CPU utilisation, times the target's threads."""
+    rng = np.random.default_rng(seed)
+    scenarios, metrics = [], []
+    for w in range(workloads):
+        busy = rng.uniform(0, 1, cores)
+        for t in range(targets):
+            sid, threads, isolated = f"s{w}.{t}", 1 + t % 2, 1.0 + t
+            slowdown = 1 + 0.5 * busy.mean() * threads
+            scenarios.append({
+                "scenario_id": sid, "workload": f"cpu-x{w}", "workload_family": "cpu", "target": f"nb201:a{t}",
+                "target_runtime": ("onnxruntime", "torch")[t % 2], "target_threads": threads,
+                "target_flops": 1e7 * (t + 1), "target_params": 1e5 * (t + 1),
+                "corunners": json.dumps([{"kind": "cpu", "name": "cpu", "runtime": None, "threads": 1,
+                                          "intensity": 1.0, "start_s": 0.0}] * (1 + w % 2)),
+                "n_corunner_procs": 1 + w % 2, "interval_s": 0.1, "isolated_median_ms": isolated,
+                "isolated_p90_ms": 1.05 * isolated, "isolated_p99_ms": 1.1 * isolated,
+                "isolated_after_median_ms": isolated, "colocated_median_ms": isolated * slowdown,
+                "colocated_p90_ms": 1.1 * isolated * slowdown, "colocated_p99_ms": 1.3 * isolated * slowdown,
+                "colocated_n": 100, "slowdown": slowdown, "slowdown_p90": 1.1 * slowdown,
+                "slowdown_p99": 1.3 * slowdown, "disturbed": int(w == 0 and t == 0), "device_id": "test",
+                "created_at": "2026-01-01", "hwlat_version": "0"})
+            for phase in ("isolated_before", "corunners", "colocated", "isolated_after"):
+                steps = int(rng.integers(15, 25))
+                util = np.clip(busy + rng.normal(0, 0.05, (steps, cores)), 0, 1)
+                frame = pd.DataFrame({"scenario_id": sid, "phase": phase, "step": np.arange(steps),
+                                      "t_s": 0.1 * np.arange(steps), "cpu_util_mean": util.mean(axis=1),
+                                      "cpu_util_max": util.max(axis=1),
+                                      **{f"cpu{i}_util": util[:, i] for i in range(cores)},
+                                      "ctx_switches_per_s": rng.uniform(100, 1000, steps), "load1": busy.sum(),
+                                      "target_latency_ms": np.nan, "target_inferences": 0})
+                if counters:
+                    frame["llc_misses_per_s"] = rng.uniform(0, 1e6, steps)
+                metrics.append(frame)
+    return pd.DataFrame(scenarios), pd.concat(metrics, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> InterferenceData:
+    return InterferenceData.from_frames(*schema_frames())
+
+
+@pytest.fixture(scope="module")
+def recorded() -> InterferenceData:
+    """The shipped dataset (disturbed scenarios excluded)."""
+    assert (DATA / "scenarios.csv").exists(), f"{DATA} is missing"
+    return InterferenceData.load(DATA)
+
+
+def test_mae_percent_is_relative_to_the_measured_slowdown():
+    assert mae_percent([1.1, 1.8], [1.0, 2.0]) == pytest.approx(10.0)
+
+
+def test_per_core_columns_become_aggregates_for_any_core_count(synthetic):
+    four = InterferenceData.from_frames(*schema_frames(cores=4, seed=1))
+    for data, cores in ((synthetic, 2), (four, 4)):
+        assert not any(name.startswith("cpu0") for name in data.metric_names)
+        assert "cpu_free_cores" in data.metric_names and set(data.scenarios["n_cores"]) == {cores}
+        window = data.windows[0][:, data.metric_names.index("cpu_free_cores")]
+        assert np.all((window >= 0) & (window <= cores))
+    # a model trained on the 2-core machine predicts for the 4-core one (same feature layout)
+    model = make_model("linear").fit(synthetic)
+    assert np.isfinite(model.predict(four).to_numpy()).all()
+
+
+def test_disturbed_scenarios_are_excluded_unless_asked(synthetic):
+    scenarios, metrics = schema_frames()
+    assert len(synthetic) == len(scenarios) - 1
+    assert len(InterferenceData.from_frames(scenarios, metrics, include_disturbed=True)) == len(scenarios)
+
+
+def test_missing_counters_and_columns(synthetic):
+    without = InterferenceData.from_frames(*schema_frames(counters=False, seed=2))
+    assert "llc_misses_per_s" not in without.metric_names
+    nan_counter = schema_frames(seed=3)
+    nan_counter[1]["llc_misses_per_s"] = np.nan
+    spec = FeatureSpec.fit(InterferenceData.from_frames(*nan_counter))
+    assert "llc_misses_per_s" not in spec.metrics  # no value in training: dropped
+    for kind in ("linear", "gb", "transformer"):  # trained with the counter, predicting without it
+        model = make_model(kind, **(TINY if kind == "transformer" else {})).fit(synthetic)
+        assert np.isfinite(model.predict(without).to_numpy()).all()
+    scenarios, metrics = schema_frames()
+    with pytest.raises(HwlatError, match="isolated_median_ms"):
+        InterferenceData.from_frames(scenarios.drop(columns="isolated_median_ms"), metrics)
+    with pytest.raises(HwlatError, match="no 'corunners' metrics for 1 scenario"):
+        InterferenceData.from_frames(scenarios, metrics[~((metrics["scenario_id"] == "s1.1")
+                                                          & (metrics["phase"] == "corunners"))])
+
+
+def test_normalisation_comes_from_the_training_scenarios_only(synthetic):
+    train = synthetic.subset(np.flatnonzero(synthetic.scenarios["workload"] != "cpu-x3"))
+    spec = FeatureSpec.fit(train)
+    column = train.metric_names.index("cpu_util_mean")
+    assert spec.metric_mean[spec.metrics.index("cpu_util_mean")] == pytest.approx(
+        np.vstack(train.windows)[:, column].mean())
+    assert spec.metric_mean[0] != pytest.approx(FeatureSpec.fit(synthetic).metric_mean[0])
+
+
+@pytest.mark.parametrize("kind", ["none", "linear", "gb", "transformer"])
+def test_save_load_round_trip(kind, synthetic, tmp_path):
+    model = make_model(kind, **(TINY if kind == "transformer" else {})).fit(synthetic)
+    loaded = InterferenceModel.load(model.save(tmp_path / f"{kind}.npz"))
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    np.testing.assert_allclose(loaded.predict(synthetic).to_numpy(), model.predict(synthetic).to_numpy(),
+                               rtol=1e-6)
+    with np.load(tmp_path / f"{kind}.npz", allow_pickle=False) as stored:
+        assert json.loads(str(stored["header"]))["kind"] == kind
+
+
+def test_bad_model_files_are_one_line_errors(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(HwlatError, match="not a saved hwlat interference model"):
+        InterferenceModel.load(tmp_path / "empty.npz")
+    np.savez(tmp_path / "other.npz", header=np.asarray(json.dumps({"format": "hwlat-predictor", "version": 1})))
+    with pytest.raises(HwlatError, match="unsupported interference model file"):
+        InterferenceModel.load(tmp_path / "other.npz")
+    with pytest.raises(HwlatError, match="unknown interference model 'forest'"):
+        make_model("forest")
+    with pytest.raises(HwlatError, match="must be fitted"):
+        make_model("gb").predict(InterferenceData.from_frames(*schema_frames()))
+    assert set(model_kinds()) >= {"none", "linear", "gb", "transformer"}
+
+
+def test_transformer_is_deterministic_and_orders_its_quantiles(synthetic):
+    first = TransformerInterference(**TINY, seed=3).fit(synthetic).predict(synthetic).to_numpy()
+    again = TransformerInterference(**TINY, seed=3).fit(synthetic).predict(synthetic).to_numpy()
+    other = TransformerInterference(**TINY, seed=4).fit(synthetic).predict(synthetic).to_numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    assert np.all(first[:, 1] >= first[:, 0]) and np.all(first[:, 2] >= first[:, 1])
+
+
+def test_grouped_cv_never_trains_on_a_held_out_workload(synthetic):
+    seen = []
+
+    class Recording(type(make_model("linear"))):  # no `kind` of its own: not registered
+        def _fit(self, data, log_targets):
+            seen.append(set(data.scenarios["workload"]))
+            super()._fit(data, log_targets)
+
+    result = cross_validate(Recording(), synthetic, "workload", folds=3)
+    assert len(result.folds) == 3 and len(result.predictions) == len(synthetic)
+    for fold, trained in enumerate(seen):
+        held_out = set(result.predictions.loc[result.predictions["fold"] == fold, "workload"])
+        assert held_out and not held_out & trained
+    assert result.mae() == pytest.approx(result.folds["mae_slowdown"].mean())
+    assert result.summary()["fold_mae_slowdown"] == result.folds["mae_slowdown"].round(4).tolist()
+    with pytest.raises(HwlatError, match="unknown split"):
+        cross_validate(Recording(), synthetic, "device")
+
+
+def test_transformer_learns_the_interference_signal(synthetic):
+    data = InterferenceData.from_frames(*schema_frames(workloads=8))
+    none = cross_validate(make_model("none"), data, "workload", 3).mae()
+    learned = cross_validate(TransformerInterference(**TINY), data, "workload", 3).mae()
+    assert learned < 0.5 * none  # on workloads it never saw
+    with pytest.raises(HwlatError, match="branches must be one of"):
+        TransformerInterference(**{**TINY, "branches": "spatial"}).fit(synthetic)
+
+
+def test_nested_tuning_chooses_inside_the_training_folds(synthetic):
+    grid = [{"max_depth": 1}, {"max_depth": 2}]
+    scores, best = tune(make_model("gb", n_estimators=20), synthetic, grid, "workload", 3)
+    assert len(scores) == 2 and best == grid[int(scores["mae_slowdown"].to_numpy().argmin())]
+    result = cross_validate(make_model("gb", n_estimators=20), synthetic, "workload", 3, grid=grid, inner_folds=2)
+    assert all(json.loads(chosen) in grid for chosen in result.folds["chosen"])
+
+
+def edges(arch: str) -> float:
+    """Parametric edges of an NB201 cell: a cheap stand-in for accuracy."""
+    from hwlat.spaces import get_space
+
+    return float(sum(op.startswith("nor_conv") for op in get_space("nb201").ops(arch)))
+
+
+@pytest.mark.slow
+def test_search_minimises_p90_latency_under_a_recorded_workload(recorded):
+    from hwlat.predictors import shipped_predictor
+    from hwlat.search import Constraint, FunctionMetric, run_search
+    from hwlat.spaces import get_space
+
+    table = pd.read_csv(PROJECT_ROOT / "data" / "nb201-cpu" / "measurements.csv")
+    table = table[(table["platform"] == "onnxruntime/t1/b1") & (table["tag"].isna())].head(10)
+    isolated = shipped_predictor().adapt(table["arch"].tolist(), table["median_ms"].to_numpy())
+    model = make_model("transformer", **TINY).fit(recorded)
+    workload = recorded.scenarios["workload"].value_counts().index[0]
+    with pytest.raises(HwlatError, match=f"workload '{workload}' was recorded at intensities"):
+        WorkloadSignature.from_data(recorded, workload)  # this mix was recorded at duty cycles 0.5 and 1
+    signature = WorkloadSignature.from_data(recorded, workload, intensity=1.0)
+    assert len(signature.windows) == ((recorded.scenarios["workload"] == workload)
+                                      & (recorded.scenarios["intensity"] == 1.0)).sum() > 1
+    latency = ColocatedLatency(model, isolated, signature, "nb201", quantile="p90")
+    archs = get_space("nb201").sample(6, seed=1)  # few: FLOPs of a new NB201 cell take ~0.3 s
+    slowdowns = latency.slowdowns(archs)
+    np.testing.assert_allclose(latency(archs), isolated.predict(archs) * slowdowns["slowdown_p90"].to_numpy())
+    median = ColocatedLatency(model, isolated, latency.signature, "nb201", quantile="median")
+    assert np.all(latency(archs) >= median(archs)) and latency.name == f"p90_ms_under_{workload}"
+    budget = float(np.quantile(latency(archs), 0.75))
+    result = run_search("nb201", [FunctionMetric("edges", edges, "max")], constraints=[Constraint(latency, budget)],
+                        trials=8, seed=0, population_size=4)
+    done = result.evaluated
+    assert len(done) == 8 and (done[latency.name] <= budget).all()
+    np.testing.assert_allclose(done[latency.name], latency(done["arch"].tolist()), rtol=1e-6)
+    described = result.settings["constraints"][0]
+    assert described["metric"] == latency.name and described["limit"] == budget
+
+
+def test_signature_errors_name_the_problem(synthetic):
+    with pytest.raises(HwlatError, match="no scenario with workload 'gpu-x1'"):
+        WorkloadSignature.from_data(synthetic, "gpu-x1")
+    with pytest.raises(HwlatError, match="quantile 'p95'"):
+        ColocatedLatency(make_model("none").fit(synthetic), {}, WorkloadSignature.from_data(synthetic, "cpu-x1"),
+                         quantile="p95")
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    """The model commands on a throwaway app, as the `interference` app will carry them."""
+    from hwlat.cli import _interference_model
+
+    app = typer.Typer()
+    for name in ("train", "evaluate", "predict"):
+        app.command(name)(getattr(_interference_model, name))
+    return app
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_commands(cli, tmp_path):
+    runner = CliRunner()
+    model = tmp_path / "gb.npz"
+    trained = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(model), "--model", "gb"])
+    assert trained.exit_code == 0, trained.output
+    assert "gb interference model trained on" in trained.output and model.exists()
+    predicted = runner.invoke(cli, ["predict", "--model", str(model), "--data", str(DATA),
+                                    "--out", str(tmp_path / "p.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    rows = pd.read_csv(tmp_path / "p.csv")
+    assert {"pred_slowdown", "slowdown", "workload"} <= set(rows.columns) and len(rows) > 0
+    evaluated = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--model", "none", "--model", "linear",
+                                    "--split", "target", "--folds", "3", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    results = json.loads(evaluated.output)["results"]
+    assert [r["model"] for r in results] == ["none", "linear"] and all(len(r["fold_mae_slowdown"]) == 3
+                                                                       for r in results)
+    failed = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--split", "device"])
+    assert failed.exit_code != 0 and "--split must be one of" in str(failed.exception)
