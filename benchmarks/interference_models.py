@@ -6,10 +6,10 @@ MAE % of the median slowdown (mean |predicted - measured| / measured * 100) aver
 the same for the p90 and p99 slowdowns, the relative improvement over gradient boosting (1 - MAE / MAE_gb), and
 training time (sum over folds, seconds; torch on `--threads` threads). The issue's goals are printed beside:
 MAE <= 5 % and >= 28 % better than gradient boosting.
-`--models` also takes `gb-tuned` and `transformer-tuned` (nested CV: each outer training fold picks its
-settings from a small grid by inner grouped 3-fold CV on its own scenarios; the transformer's search uses 2
-members) and ablations of the transformer: `tf-1member`, `tf-nocrop`, `tf-temporal`, `tf-metric`,
-`tf-descriptors` (no metric window at all).
+`--models` also takes `gb-l1` (gradient boosting with the transformer's L1 loss), `gb-tuned` and
+`transformer-tuned` (nested CV: each outer training fold picks its settings from a small grid by inner grouped
+3-fold CV on its own scenarios; the transformer's search uses 2 members) and ablations of the transformer:
+`tf-1member`, `tf-nocrop`, `tf-temporal`, `tf-metric`, `tf-descriptors` (no metric window at all).
 Usage: python benchmarks/interference_models.py [--data data/interference-cpu] [--folds 5] [--seed 0]
        [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
 """
@@ -34,6 +34,7 @@ GB_GRID = [{"max_depth": d, "n_estimators": n, "learning_rate": r}
 VARIANTS = {
     "none": ("none", {}, []), "linear": ("linear", {}, []), "gb": ("gb", {}, []),
     "transformer": ("transformer", {}, []),
+    "gb-l1": ("gb", {"loss": "absolute_error"}, []),  # the transformer's loss (L1 on log-slowdown)
     "gb-tuned": ("gb", {}, GB_GRID), "transformer-tuned": ("transformer", {}, TRANSFORMER_GRID),
     # ablations of the transformer (defaults otherwise): one member, no crop augmentation, one branch, no window
     "tf-1member": ("transformer", {"members": 1}, []), "tf-nocrop": ("transformer", {"crop": 1.0}, []),

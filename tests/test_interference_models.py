@@ -271,3 +271,5 @@ def test_train_evaluate_predict_commands(cli, tmp_path):
                                                                        for r in results)
     failed = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--split", "device"])
     assert failed.exit_code != 0 and "--split must be one of" in str(failed.exception)
+    failed = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(tmp_path / "no" / "m.npz")])
+    assert failed.exit_code != 0 and "does not exist" in str(failed.exception)  # before any training

@@ -287,9 +287,9 @@ def test_onnx_path_caches_under_hwlat_home(tmp_path, monkeypatch):
 def test_get_space_names_and_alias():
     assert isinstance(get_space("nb201"), NasBench201Space)
     assert isinstance(get_space("nasbench201"), BaseSpace)
-    assert SPACES == ("nb201", "fbnet", "ofa", "hybrid-lm")
+    assert SPACES == ("nb201", "fbnet", "ofa", "hybrid-lm", "shiftadd")
     assert all(get_space(name).name == name for name in SPACES)
-    with pytest.raises(HwlatError, match=r"unknown search space 'nb101' \(known: fbnet, hybrid-lm, nasbench201, nb201, ofa\)"):
+    with pytest.raises(HwlatError, match=r"unknown search space 'nb101' \(known: fbnet, hybrid-lm, nasbench201, nb201, ofa, shiftadd\)"):
         get_space("nb101")
     with pytest.raises(HwlatError, match="unknown search space None"):
         get_space(None)

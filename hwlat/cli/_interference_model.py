@@ -51,6 +51,8 @@ def train(
     include_disturbed: bool = typer.Option(False, "--include-disturbed", help=_DISTURBED_HELP),
 ) -> None:
     """Fit an interference model on every scenario of a dataset and save it."""
+    if not out.parent.is_dir():
+        raise HwlatError(f"cannot write {out}: directory {out.parent} does not exist")
     loaded = _load(data, include_disturbed)
     model = _model(kind, seed, members)
     with Console(stderr=True).status(f"training {kind} on {len(loaded)} scenarios"):

@@ -77,7 +77,8 @@ class LinearInterference(_AggregateRegression):
 
 
 class BoostedInterference(_AggregateRegression):
-    """scikit-learn gradient boosting (its defaults), one per log-slowdown target.
+    """scikit-learn gradient boosting (its defaults; `loss="absolute_error"` is the L1 variant), one per
+    log-slowdown target.
 
     Trees have no array form here, so a saved model keeps its training design and refits (deterministically).
     """
@@ -85,14 +86,15 @@ class BoostedInterference(_AggregateRegression):
     kind = "gb"
 
     def __init__(self, n_estimators: int = 100, max_depth: int = 3, learning_rate: float = 0.1,
-                 random_state: int = 0) -> None:
+                 loss: str = "squared_error", random_state: int = 0) -> None:
         self.n_estimators, self.max_depth = n_estimators, max_depth
-        self.learning_rate, self.random_state = learning_rate, random_state
+        self.learning_rate, self.loss, self.random_state = learning_rate, loss, random_state
 
     def _fit_design(self, design: np.ndarray, log_targets: np.ndarray) -> None:
         self.design_, self.log_targets_ = design, log_targets
         self.models_ = [GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                                                  learning_rate=self.learning_rate, random_state=self.random_state)
+                                                  learning_rate=self.learning_rate, loss=self.loss,
+                                                  random_state=self.random_state)
                         .fit(design, log_targets[:, j]) for j in range(log_targets.shape[1])]
 
     def _predict(self, data: InterferenceData) -> np.ndarray:

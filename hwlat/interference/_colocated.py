@@ -39,11 +39,12 @@ class WorkloadSignature:
             raise HwlatError(f"no scenario with workload {workload!r} (known: {', '.join(known[:10])}"
                              f"{', ...' if len(known) > 10 else ''})")
         corunners = [corunner_list(table["corunners"].iloc[i]) for i in rows]
-        levels = sorted({c[0].get("intensity", 1.0) if c else 1.0 for c in corunners})
+        duty = [c[0].get("intensity", 1.0) if c else 1.0 for c in corunners]  # shared by a scenario's co-runners
+        levels = sorted(set(duty))
         if intensity is None and len(levels) > 1:
             raise HwlatError(f"workload {workload!r} was recorded at intensities {levels}; choose one")
         chosen = levels[0] if intensity is None else float(intensity)
-        keep = [k for k, c in enumerate(corunners) if (c[0].get("intensity", 1.0) if c else 1.0) == chosen]
+        keep = [k for k, level in enumerate(duty) if level == chosen]
         if not keep:
             raise HwlatError(f"workload {workload!r} has no recording at intensity {chosen} (recorded: {levels})")
         return cls(workload, tuple(corunners[keep[0]]), float(table["n_cores"].iloc[rows[keep[0]]]),
