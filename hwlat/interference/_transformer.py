@@ -8,7 +8,6 @@ p90 >= median and p99 >= p90 by construction.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 
@@ -18,6 +17,7 @@ from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
 from torch import nn
 
 from hwlat._errors import HwlatError
+from hwlat._torch import torch_threads
 from hwlat.interference._features import TARGETS, InterferenceData
 from hwlat.interference._model import InterferenceModel
 
@@ -134,17 +134,6 @@ class _Windows:
         return rows, starts, lengths
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int):
-    """Run torch with `threads` intra-op threads, then restore the previous setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class TransformerInterference(InterferenceModel):
     """An ensemble of dual-branch transformers over the co-runners' metric window and the descriptors.
 
@@ -186,7 +175,7 @@ class TransformerInterference(InterferenceModel):
         gaps = np.clip(np.diff(log_targets, axis=1).mean(axis=0), 1e-3, None)
         offset = torch.tensor([log_targets[:, 0].mean(), *np.log(np.expm1(gaps))], dtype=torch.float32)
         self.nets_, self.epochs_ = [], []
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             for member in range(self.members):
                 train, validation = self._inner_split(data, self.seed + member)
                 net, epochs = self._train(windows, descriptors, targets, offset, train, validation, self.seed + member)
@@ -257,7 +246,7 @@ class TransformerInterference(InterferenceModel):
 
     def _predict(self, data: InterferenceData) -> np.ndarray:
         windows, descriptors = self._inputs(data)
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             return self._forward(self.nets_, windows, descriptors).numpy().astype(float)
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -10,11 +10,10 @@ budget, seed and the source of the modules that define it, so searches and bench
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch.nn import functional as F
 from hwlat._errors import HwlatError
 from hwlat._files import write_atomically
 from hwlat._home import hwlat_home
+from hwlat._torch import torch_threads
 from hwlat.shiftadd._config import VIT_DIGITS, BlockChoice, ViTConfig
 from hwlat.shiftadd._moe import BALANCE_WEIGHT, MoEMlp
 from hwlat.shiftadd._reparam import reparameterize
@@ -73,17 +73,6 @@ def digits_split() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
             for name, part in zip(_SPLITS, (train, val, test))}
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int = TRAIN_THREADS) -> Iterator[None]:
-    """Run the block with `threads` intra-op threads, then restore the previous setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _moe_layers(model: torch.nn.Module) -> list[MoEMlp]:
     return [m for m in model.modules() if isinstance(m, MoEMlp)]
 
@@ -105,7 +94,7 @@ def train(model: VisionTransformer, budget: Budget = Budget(), seed: int = 0,
     for moe in moes:
         moe.reset_counts()
     model.train()
-    with torch_threads(), torch.random.fork_rng(devices=[]):
+    with torch_threads(TRAIN_THREADS), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for _ in range(budget.epochs):
             order = torch.randperm(len(images), generator=generator)
@@ -131,7 +120,7 @@ def evaluate(model: VisionTransformer, split: str = "val") -> float:
     for moe in _moe_layers(model):
         moe.reset_counts()
     model.eval()
-    with torch_threads(), torch.no_grad():
+    with torch_threads(TRAIN_THREADS), torch.no_grad():
         predictions = model(images).argmax(dim=-1)
     return float((predictions == labels).double().mean())
 
