@@ -6,9 +6,11 @@ Q_b (K_b^T V) by sign additions; each beside fp32 with the same TVM schedule, ON
 `--tune`, MetaSchedule schedules too (records kept in `--records`, so a rerun does not tune again;
 `--tune-limit` bounds how many new kernels one run tunes).
 
-Part "model": whole DeiT-Tiny-shaped ViTs in TVM (original, all-shift, all-binary, mixed, ...) measured, and
-predicted by the per-block latency table (stem + blocks + head); the original also in PyTorch eager and
-ONNX Runtime (the `_vit` model with the same shape).
+Part "model": whole DeiT-Tiny-shaped ViTs in TVM (original, all-shift, all-binary, mixed, and any `--arch` of
+the `shiftadd` space, e.g. the one a `hwlat shiftadd` search chose) measured, and predicted by the per-block
+latency table (stem + blocks + head); the original also in PyTorch eager and ONNX Runtime (the `_vit` model
+with the same shape). Beside each: test accuracy of the digits ViT with the same per-block choices after the
+library's fine-tuning, and the estimated energy of the DeiT-Tiny shape.
 
 Every runtime is timed in its own process with hwlat's measurement protocol (medians). Hold the bench lock:
     flock /tmp/hwlat-bench.lock .venv/bin/python benchmarks/shiftadd_kernels.py --part kernels
@@ -145,15 +147,16 @@ def time_onnxruntime_matmuls(threads: int, protocol: dict) -> list:
     return results
 
 
-def time_torch_vit(threads: int, protocol: dict, onnx_dir: str | None) -> float:
-    """In a worker: median ms of the original ViT (`_vit`, DeiT-Tiny shape) in PyTorch eager, or in ONNX Runtime
-    when `onnx_dir` is given (exported there first)."""
+def time_torch_vit(threads: int, protocol: dict, onnx_dir: str | None, choices=None) -> float:
+    """In a worker: median ms of the ViT with `choices` (`_vit`, DeiT-Tiny shape; default the original) in PyTorch
+    eager, or in ONNX Runtime when `onnx_dir` is given (exported there first). These runtimes have no shift or
+    popcount kernels: shift weights run as float matmuls and binary codes as float products."""
     import torch
 
     from hwlat.shiftadd._vit import build_vit
 
     torch.manual_seed(0)
-    model = build_vit(VIT_TINY).eval()
+    model = build_vit(VIT_TINY, choices).eval()
     shape = (1, VIT_TINY.channels, VIT_TINY.image_size, VIT_TINY.image_size)
     images = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     if onnx_dir is None:
@@ -203,9 +206,10 @@ def kernel_table(args, console: Console) -> None:
         console.print(f"{group:34s} {'(PyTorch fp32)':28s} {'':13s} {torch_ms[group]:8.4f}", highlight=False)
 
 
-def model_variants(seed: int = 0) -> dict[str, tuple[BlockChoice, ...]]:
-    """Named per-block choices of DeiT-Tiny: uniform ones and three random mixes."""
+def model_variants(archs: list[str], seed: int = 0) -> dict[str, tuple[BlockChoice, ...]]:
+    """Named per-block choices of DeiT-Tiny: uniform ones, three random mixes and the given `shiftadd` archs."""
     from hwlat.shiftadd._config import ATTENTION_KINDS, MLP_KINDS
+    from hwlat.spaces import get_space
 
     depth = VIT_TINY.depth
     variants = {"original (softmax + dense)": uniform_choices(depth),
@@ -220,7 +224,21 @@ def model_variants(seed: int = 0) -> dict[str, tuple[BlockChoice, ...]]:
         variants[f"random mix {index + 1}"] = tuple(
             BlockChoice(ATTENTION_KINDS[a], MLP_KINDS[m])
             for a, m in zip(rng.integers(3, size=depth), rng.integers(3, size=depth)))
+    space = get_space("shiftadd")
+    for index, arch in enumerate(archs):
+        variants[f"--arch {index + 1}"] = space.blocks(space.canonical(arch))
     return variants
+
+
+def accuracy_and_energy(variants: dict, moe_fraction: float) -> dict[str, tuple[float, float]]:
+    """(digits test accuracy after fine-tuning, estimated DeiT-Tiny energy in µJ) of each variant."""
+    from hwlat.shiftadd._config import VIT_DIGITS
+    from hwlat.shiftadd._energy import estimate_energy
+    from hwlat.shiftadd._train import finetuned_accuracy, trained_base
+
+    base = trained_base(VIT_DIGITS)
+    return {name: (finetuned_accuracy(choices, base, split="test"),
+                   estimate_energy(VIT_TINY, choices, moe_fraction).total_uj) for name, choices in variants.items()}
 
 
 def model_table(args, console: Console) -> None:
@@ -232,7 +250,7 @@ def model_table(args, console: Console) -> None:
         task = progress.add_task("latency table", total=11)
         table = block_latency_table(VIT_TINY, refresh=args.refresh_table,
                                     on_item=lambda name, stats: progress.advance(task), **options)
-        variants = model_variants()
+        variants = model_variants(args.arch)
         task = progress.add_task("whole models", total=len(variants) * args.repeats + 2)
         runs: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeats):  # each model in `repeats` processes, interleaved
@@ -240,30 +258,46 @@ def model_table(args, console: Console) -> None:
                 runs[name].append(measure_vit_latency(VIT_TINY, choices, **options).median_ms)
                 progress.advance(task)
         measured = {name: min(values) for name, values in runs.items()}
+        others = ["original (softmax + dense)", *(f"--arch {index + 1}" for index in range(len(args.arch)))]
+        progress.update(task, total=len(variants) * args.repeats + 2 * len(others))
         baselines = {}
-        for runtime, onnx_dir in (("PyTorch eager", None), ("ONNX Runtime", tempfile.mkdtemp(prefix="vit-onnx-"))):
-            values = []
-            for _ in range(args.repeats):
-                with SpawnedWorker(args.threads) as worker:
-                    values.append(worker.call(time_torch_vit, args.threads, protocol.as_dict(), onnx_dir))
-            baselines[runtime] = min(values)
-            progress.advance(task)
+        for name in others:
+            for runtime in ("PyTorch eager", "ONNX Runtime"):
+                values = []
+                for _ in range(args.repeats):
+                    onnx_dir = tempfile.mkdtemp(prefix="vit-onnx-") if runtime == "ONNX Runtime" else None
+                    with SpawnedWorker(args.threads) as worker:
+                        values.append(worker.call(time_torch_vit, args.threads, protocol.as_dict(), onnx_dir,
+                                                  variants[name]))
+                baselines[name, runtime] = min(values)
+                progress.advance(task)
+        progress.add_task("fine-tuning (accuracy)", total=None)
+        quality = accuracy_and_energy(variants, args.moe_fraction)  # after the timings: torch threads stay out
     console.print("\nlatency table (ms): stem {:.3f}, head {:.3f}".format(table.stem_ms, table.head_ms))
     for key, ms in table.blocks_ms.items():
         console.print(f"  block {key:24s} {ms:8.3f}", highlight=False)
     original = measured["original (softmax + dense)"]
     console.print(f"\nTVM ms: smallest of {args.repeats} per-process medians (spread: largest / smallest)")
-    console.print(f"{'model':30s} {'TVM ms':>8s} {'spread':>7s} {'LUT ms':>8s} {'LUT err':>8s} {'vs original':>11s}",
-                  highlight=False)
+    console.print("accuracy: digits ViT with the same per-block choices, test split, after fine-tuning; energy: "
+                  "DeiT-Tiny op-count ESTIMATE (see shiftadd_accuracy.py)")
+    console.print(f"{'model':30s} {'TVM ms':>8s} {'spread':>7s} {'LUT ms':>8s} {'LUT err':>8s} {'vs original':>11s} "
+                  f"{'test acc':>8s} {'µJ est.':>8s} {'saving':>7s}", highlight=False)
     for name, choices in variants.items():
         predicted = table.predict(choices)
+        accuracy, energy = quality[name]
         console.print(f"{name:30s} {measured[name]:8.3f} {max(runs[name]) / measured[name]:7.2f} {predicted:8.3f} "
-                      f"{(predicted - measured[name]) / measured[name]:+8.1%} {original / measured[name]:10.2f}x",
+                      f"{(predicted - measured[name]) / measured[name]:+8.1%} {original / measured[name]:10.2f}x "
+                      f"{accuracy:8.4f} {energy:8.1f} {1 - energy / quality['original (softmax + dense)'][1]:7.1%}",
                       highlight=False)
-    console.print(f"\noriginal ViT (softmax + dense) in other runtimes, smallest of {args.repeats} processes "
-                  "(ratio = runtime / TVM, > 1: TVM faster)")
-    for runtime, ms in baselines.items():
-        console.print(f"  {runtime:14s} {ms:8.3f} ms  {ms / original:6.2f}", highlight=False)
+    for index, arch in enumerate(args.arch):
+        console.print(f"--arch {index + 1}: {arch}", highlight=False)
+    console.print(f"\nother runtimes (the same models as float ops), smallest of {args.repeats} processes; ratios: "
+                  "runtime ms / TVM ms of the same model, and original in TVM / this")
+    for (name, runtime), ms in baselines.items():
+        console.print(f"  {name:30s} {runtime:14s} {ms:8.3f} ms  {ms / measured[name]:6.2f}  {original / ms:6.2f}x",
+                      highlight=False)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    console.print(f"load average at the end: {load}")
 
 
 def main() -> None:
@@ -279,6 +313,8 @@ def main() -> None:
     parser.add_argument("--moe-fraction", type=float, default=0.6)
     parser.add_argument("--repeats", type=int, default=3, help="processes per whole-model measurement")
     parser.add_argument("--refresh-table", action="store_true", help="measure the latency table again")
+    parser.add_argument("--arch", action="append", default=[],
+                        help="a `shiftadd` arch (e.g. one a search chose) to add to the model table; repeatable")
     args = parser.parse_args()
     console = Console(width=200, highlight=False)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -162,6 +162,25 @@ def test_resumed_study_keeps_its_objectives(tmp_path):
         run_search("nb201", [FunctionMetric("other", score)], trials=5, storage=storage, study_name="s")
 
 
+@pytest.mark.parametrize("strategy", ["evolution", "nsga2"])
+def test_initial_archs_are_scored_first_and_once(tmp_path, strategy):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    initial = SPACE.sample(3, seed=7)
+    scored = []
+
+    def recorded(arch: str) -> float:
+        scored.append(arch)
+        return score(arch)
+
+    run_search("nb201", [FunctionMetric("score", recorded)], strategy=strategy, trials=5, initial=initial,
+               storage=storage, study_name="s")
+    assert scored[:3] == initial
+    again = run_search("nb201", [FunctionMetric("score", recorded)], strategy=strategy, trials=8, initial=initial,
+                       storage=storage, study_name="s")
+    assert again.summary()["completed"] == 8
+    assert len(scored) == 8 and not set(scored[5:]) & set(initial)  # resumed: the initial archs are not rescored
+
+
 @pytest.fixture(scope="module")
 def nb201_truth():
     latency = load_dataset(require_shared("data/help/nasbench201"), "nb201")

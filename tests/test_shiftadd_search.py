@@ -9,6 +9,7 @@ import pytest
 from hwlat._errors import HwlatError
 from hwlat.shiftadd import BlockChoice, uniform_choices
 from hwlat.spaces import get_space
+from hwlat.store import MeasurementStore
 
 
 def test_space_strings_choices_and_encoding_round_trip():
@@ -53,6 +54,7 @@ def test_space_builds_the_chosen_network():
     (["--device", "board"], "this machine only"),
     (["--trials", "0"], "--trials must be a positive number"),
     (["--moe-shift-fraction", "1.5"], "between 0 and 1"),
+    (["--model", "vit-digits", "--processes", "0"], "--processes must be 1 or more"),
 ])
 def test_cli_bad_inputs_are_one_line_errors(hwlat, args, message):
     code, _out, err = hwlat("shiftadd", *args)
@@ -64,16 +66,21 @@ def test_cli_searches_measures_the_front_and_reports(hwlat, tmp_path):
     """A short real run on the digits shape: train, latency table with TVM, search, whole-model checks, report."""
     prefix = tmp_path / "shiftadd"
     code, out, err = hwlat("shiftadd", "--model", "vit-digits", "--trials", "3", "--verify", "1", "--base-epochs", "2",
-                           "--finetune-epochs", "1", "--time-budget", "0.1", "--report", str(prefix), "--json")
+                           "--finetune-epochs", "1", "--time-budget", "0.1", "--processes", "2", "--report", str(prefix),
+                           "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["summary"]["completed"] == 3 and result["front"]
     assert result["original"]["measured_latency_ms"] > 0 and 0.1 < result["original"]["accuracy"] <= 1
     measured = [row["measured_latency_ms"] for row in result["front"] if row["measured_latency_ms"] is not None]
     assert len(measured) == 1 and measured[0] > 0
+    # each measured model was timed in 2 processes (tags process0/1); the smallest median is the one reported
+    rows = MeasurementStore().frame(space="shiftadd")
+    assert set(rows["tag"]) == {"process0", "process1"} and rows.groupby("arch").size().eq(2).all()
+    assert result["original"]["measured_latency_ms"] == rows[rows["arch"] == result["original"]["arch"]]["median_ms"].min()
     saved = json.loads(prefix.with_suffix(".json").read_text())
     assert saved["settings"]["original_model"]["arch"] == result["original"]["arch"]
     # the whole-model latencies went to the measurement store: a rerun measures nothing again
     code, out, _ = hwlat("shiftadd", "--model", "vit-digits", "--trials", "3", "--verify", "1", "--base-epochs", "2",
-                         "--finetune-epochs", "1", "--time-budget", "0.1", "--json")
+                         "--finetune-epochs", "1", "--time-budget", "0.1", "--processes", "2", "--json")
     assert code == 0 and json.loads(out)["original"]["measured_latency_ms"] == result["original"]["measured_latency_ms"]

@@ -33,6 +33,7 @@ def shiftadd(
     finetune_epochs: int = typer.Option(None, help="Fine-tuning epochs per candidate (default: the library's)."),
     base_epochs: int = typer.Option(None, help="Training epochs of the original digits ViT (default: the library's)."),
     verify: int = typer.Option(5, help="Front members compiled and timed as whole models."),
+    processes: int = typer.Option(3, help="Fresh processes per whole-model timing (the smallest median counts)."),
     time_budget: float = typer.Option(1.0, help="Seconds of timing per latency measurement at most."),
     storage: str = typer.Option(None, help="Optuna storage: SQLAlchemy URL or .log journal (default: in memory)."),
     study: str = typer.Option(None, help="Study name (rerun with the same name to resume)."),
@@ -60,8 +61,8 @@ def shiftadd(
         measure_task = progress.add_task("whole models", total=None, last="")
         found = search_shiftadd(
             model, trials=trials, seed=seed, strategy=strategy, threads=threads, moe_shift_fraction=moe_shift_fraction,
-            finetune_epochs=finetune_epochs, base_epochs=base_epochs, verify=verify, storage=storage, study_name=study,
-            store=MeasurementStore(db), protocol=MeasurementProtocol(time_budget_s=time_budget),
+            finetune_epochs=finetune_epochs, base_epochs=base_epochs, verify=verify, processes=processes,
+            storage=storage, study_name=study, store=MeasurementStore(db), protocol=MeasurementProtocol(time_budget_s=time_budget),
             on_stage=console.log,
             on_table_item=lambda name, stats: progress.update(
                 table_task, advance=1, last=f"{name} " + (f"{stats.median_ms:.3f} ms" if stats else "cached")),
@@ -76,8 +77,8 @@ def shiftadd(
     out = Console()
     view = Table(title=f"{model}: Pareto front", caption=f"{_LEGEND}; accuracy on digits (validation); latency "
                  "predicted by the TVM block table and measured as a whole TVM model; energy: op-count estimate")
-    for column in ("arch", "acc", "pred ms", "TVM ms", "µJ est."):
-        view.add_column(column, no_wrap=column == "arch")
+    for column in ("arch", "acc", "pred ms", "TVM ms", "µJ est."):  # numbers never cut; the arch folds if needed
+        view.add_column(column, no_wrap=column != "arch", overflow="fold")
     original = found.original
     view.add_row(f"{_short(original['arch'])} (original)", f"{original['accuracy']:.4f}", f"{original['latency_ms']:.3f}",
                  f"{original['measured_latency_ms']:.3f}", f"{original['energy_uj']:.1f}")

@@ -25,7 +25,7 @@ _PROPOSALS_PER_TRIAL = 50
 def run_search(space: str, objectives: Sequence[Metric], *, constraints: Sequence[Constraint] = (),
                extra: Sequence[Metric] = (), strategy: str = "evolution", trials: int = 300, seed: int = 0,
                storage: str | None = None, study_name: str | None = None, workers: int = 1,
-               population_size: int | None = None, heartbeat_s: float = 10.0,
+               population_size: int | None = None, heartbeat_s: float = 10.0, initial: Sequence[str] = (),
                progress: Callable[[int, int], None] | None = None) -> SearchResult:
     """Search `space` for architectures optimal in `objectives` under hard `constraints`.
 
@@ -34,7 +34,9 @@ def run_search(space: str, objectives: Sequence[Metric], *, constraints: Sequenc
     storage URL (SQLite file, PostgreSQL, ...) or a `.log` journal file; with one, a rerun of the same
     `study_name` resumes, and `workers` > 1 runs that many processes on it (heartbeats fail the trial of a
     killed worker and retry its architecture). `progress(done, total)` is called as trials complete.
-    `extra` metrics are recorded beside the objectives (e.g. params) without being optimised.
+    `extra` metrics are recorded beside the objectives (e.g. params) without being optimised. `initial` archs
+    (e.g. the original model and other known designs) are scored first, whatever the strategy; a resumed study
+    does not score them twice.
     """
     if trials < 1:
         raise HwlatError(f"trial budget must be a positive number, got {trials}")
@@ -55,6 +57,9 @@ def run_search(space: str, objectives: Sequence[Metric], *, constraints: Sequenc
                 "objectives": [m.describe() for m in objectives], "constraints": [c.describe() for c in constraints],
                 "extra_metrics": [m.describe() for m in extra]}
     _check_study(study, json.loads(json.dumps(settings, default=str)))
+    if _completed(study) < trials:
+        for arch in initial:
+            study.enqueue_trial(objective.space.to_choices(objective.space.canonical(arch)), skip_if_exists=True)
     start = time.perf_counter()
     job = (storage, name, objective, strategy, seed, population_size, trials, heartbeat_s)
     if workers == 1:

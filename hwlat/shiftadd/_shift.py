@@ -130,7 +130,7 @@ class ShiftLinear(nn.Module):
     def weight(self) -> torch.Tensor:
         """The effective weight `sign * 2**p` (differentiable through the estimators)."""
         sign, exponent = self._rounded()
-        return _SignTimesMagnitude.apply(torch.exp2(exponent), sign)
+        return _SignTimesMagnitude.apply(torch.pow(2.0, exponent), sign)  # pow, not exp2: exports to ONNX
 
     def export(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Integer tensors for a kernel: sign (int8, {-1, 0, +1}), shift = -p (int8, >= 0), Q16.16 bias (int64)."""
