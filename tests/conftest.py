@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,15 +17,34 @@ def _shared_root() -> Path:
     return Path(os.environ.get("HWLAT_SHARED", PROJECT_ROOT.parent / "shared")).resolve()
 
 
+def skip_or_fail(message: str) -> None:
+    """Skip the test locally; fail it when CI=true, where nothing may be skipped silently."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_shared(relative: str) -> Path:
     """Path of a file under the shared folder; skip when absent locally, fail when CI=true."""
     path = _shared_root() / relative
     if not path.exists():
-        message = f"shared data missing: {path} (set HWLAT_SHARED)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"shared data missing: {path} (set HWLAT_SHARED)")
     return path
+
+
+def render_in_chromium(page: Path, folder: Path) -> str:
+    """The DOM of the HTML file `page` after headless Chromium ran its scripts, once a screenshot (in `folder`)
+    showed it draws; skips without chromium locally, fails in CI (.ci/run installs the Debian package)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        skip_or_fail("chromium not installed (Debian package chromium; .ci/run installs it)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1400", "--virtual-time-budget=5000"]
+    shot = folder / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120,
+                   check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    return subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                          timeout=120, check=True).stdout
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import PROJECT_ROOT, require_shared
+from conftest import PROJECT_ROOT, render_in_chromium, require_shared
 
 HWLAT = [sys.executable, "-m", "hwlat"]
 
@@ -118,22 +117,10 @@ def test_killed_worker_loses_no_trial(tmp_path):
 
 
 def test_report_renders_in_headless_chromium(tmp_path, help_nb201, shared_env):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        message = "chromium not installed (Debian package chromium; .ci/run installs it)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     done = run("search", "--device", "eyeriss", "--latency-data", str(help_nb201), "--latency-budget", "7",
                "--trials", "60", "--report", str(tmp_path / "r"), "--json", env=shared_env)
     assert done.returncode == 0, done.stderr
-    page = (tmp_path / "r.html").as_uri()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1400", "--virtual-time-budget=5000"]
-    shot = tmp_path / "shot.png"
-    subprocess.run([browser, *flags, f"--screenshot={shot}", page], capture_output=True, timeout=120, check=True)
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
-    dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120,
-                         check=True).stdout
+    dom = render_in_chromium(tmp_path / "r.html", tmp_path)
     front = json.loads((tmp_path / "r.json").read_text())["front"]
     assert 'id="pareto-plot"' in dom and "main-svg" in dom  # plotly drew its SVG inside the plot element
     table = dom[dom.index('id="pareto-front"'):]

@@ -66,6 +66,22 @@ def test_cuts_skip_branches_and_skip_connections():
     assert [set(c.tensors) for c in wider[1:4]] == [{"x", "a"}, {"x", "d"}, {"x", "e"}]
 
 
+def test_cuts_are_located_by_node_or_crossing_tensor():
+    from hwlat.split._cuts import locate_cuts
+
+    model = static_shapes(branchy_model())
+    cuts = find_cuts(model)
+    assert locate_cuts(model, cuts, ["skip", "h", "input", "x", "y"]) == [1, 2, 0, 0, 3]
+    chain = helper.make_graph(  # unnamed nodes are listed by their type: the name is ambiguous, tensors are not
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Relu", ["a"], ["b"])], "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 4])])
+    unnamed = static_shapes(helper.make_model(chain, opset_imports=[helper.make_opsetid("", 17)]))
+    assert locate_cuts(unnamed, find_cuts(unnamed), ["a", "b"]) == [1, 2]
+    with pytest.raises(HwlatError, match="'Relu' names 2 cut points"):
+        locate_cuts(unnamed, find_cuts(unnamed), ["Relu"])
+
+
 def test_bytes_per_cut_are_dtype_aware_and_compressed():
     cuts = {c.after: c for c in find_cuts(static_shapes(branchy_model()))}
     assert cuts["input"].nbytes == 32 * 4 and cuts["half"].nbytes == 32 * 2 and cuts["skip"].dtypes == ("float32",)

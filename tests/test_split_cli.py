@@ -13,6 +13,7 @@ import pytest
 from hwlat._errors import HwlatError
 from hwlat.split import Link, SplitSession, analyze_split, parse_side
 from hwlat.split._api import PART_PROTOCOL, RUN_PROTOCOL
+from conftest import render_in_chromium
 from tests.test_split import branchy_model
 
 SIDES = ["--device", "onnxruntime/t1/opt-disable@1", "--server", "onnxruntime/t1@0"]
@@ -24,14 +25,18 @@ def hwlat(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`hwlat.cli.main` in this process (exit code, stdout, stderr): quick for errors raised before any work."""
+    """`hwlat.cli.main` in this process (exit code, stdout, stderr): no interpreter start-up, no re-imports."""
     from hwlat.cli import main
 
     monkeypatch.setattr(sys, "argv", ["hwlat", *args])
-    with pytest.raises(SystemExit) as exited:
+    capsys.readouterr()
+    try:
         main()
+        code = 0
+    except SystemExit as exited:
+        code = exited.code or 0
     captured = capsys.readouterr()
-    return exited.value.code, captured.out, captured.err
+    return code, captured.out, captured.err
 
 
 def stage_processes() -> set[int]:
@@ -58,6 +63,9 @@ def branchy(tmp_path):
     (["--model", "resnet:18", "--stages", "1"], "--stages must be >= 2"),
     (["--model", "resnet:18", "--device", "torch/t1"], "onnxruntime only"),
     (["--model", "resnet:18", "--compression", "zip"], "unknown compression"),
+    (["--model", "resnet:18", "--rtt", "-5ms"], "duration '-5ms' is not a number"),
+    (["--model", "resnet:18", "--report", "/nonexistent/folder/r"], "directory /nonexistent/folder does not exist"),
+    (["--model", "resnet:18", "--cut", " , "], "--cut needs at least one node"),
 ])
 def test_bad_input_is_one_line_error(monkeypatch, capsys, args, message):
     before = stage_processes()
@@ -135,3 +143,62 @@ def test_three_stages_searched_with_optuna_and_run(branchy):
     chosen = result.chosen().iloc[0]
     assert chosen["measured_latency_ms"] > 0 and chosen["measured_throughput_per_s"] > 0
     assert chosen["latency_ms"] == table["latency_ms"].min()
+
+
+@pytest.mark.parametrize("cut, message", [
+    ("mul", "cut 'mul' is not a valid cut point: 2 tensors cross after node 'mul' (x, e)"),  # inside the skip
+    ("sigmoid", "cut 'sigmoid' is not a valid cut point: 3 tensors cross after node 'sigmoid'"),  # in a branch
+    ("e", "cut 'e' is not a valid cut point: 2 tensors cross after node 'mul'"),  # a tensor of the skip
+    ("weights", "cut 'weights' is not a valid cut point: node 'weights' computes constants only"),
+    ("skip,nope", "cut 'nope': no node or tensor of that name in the model"),
+])
+def test_cut_on_an_invalid_node_is_one_line_error(monkeypatch, capsys, branchy, cut, message):
+    before = stage_processes()
+    code, _, err = run_main(monkeypatch, capsys, "split", "--model", f"onnx:{branchy}", "--cut", cut, "--verify")
+    assert code == 2, err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert stage_processes() <= before  # refused before any stage process started
+
+
+def test_too_few_cuts_for_the_stages(monkeypatch, capsys, branchy):
+    code, _, err = run_main(monkeypatch, capsys, "split", "--model", f"onnx:{branchy}", "--stages", "3",
+                            "--cut", "skip,s")  # two names of the same cut point
+    assert code == 2 and "3 stages need at least 2 distinct cuts, got 1" in err
+
+
+def test_list_cuts_names_what_cut_accepts(monkeypatch, capsys, branchy):
+    code, out, _ = run_main(monkeypatch, capsys, "split", "--model", f"onnx:{branchy}", "--list-cuts", "--json",
+                            "--compression", "fp16")
+    assert code == 0
+    cuts = json.loads(out)["cuts"]
+    assert [(c["after"], c["tensors"], c["bytes"]) for c in cuts] == [
+        ("input", ["x"], 64), ("skip", ["s"], 64), ("half", ["h"], 64), ("float", ["y"], 64)]
+    code, out, _ = run_main(monkeypatch, capsys, "split", "--model", f"onnx:{branchy}", "--list-cuts")
+    assert code == 0 and all(name in out for name in ("input", "skip", "half", "float"))
+
+
+@pytest.mark.slow
+def test_cut_runs_only_the_listed_cuts_and_the_report_renders_in_chromium(monkeypatch, capsys, branchy, tmp_path):
+    before = stage_processes()
+    code, out, err = run_main(monkeypatch, capsys, "split", "--model", f"onnx:{branchy}", *SIDES, "--cut", "s,input",
+                              "--verify", "--bandwidth", "10Mbps,1Gbps", "--time-budget", "0.05",
+                              "--run-budget", "0.2", "--json", "--report", str(tmp_path / "split"))
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["settings"]["candidate_cuts"] == ["input", "skip"]  # tensor s names the cut after node skip
+    plans = result["plans"]
+    assert sorted((p["bandwidth"], p["after"]) for p in plans) == [
+        ("10Mbps", "input"), ("10Mbps", "skip"), ("1Gbps", "input"), ("1Gbps", "skip")]
+    assert {p["plan"] for p in plans} == {"device[0:0] | s1[0:8]", "device[0:6] | s1[6:8]"}
+    assert all(p["measured_latency_ms"] > 0 and p["measured_throughput_per_s"] > 0 for p in plans)  # every one run
+    assert stage_processes() <= before
+    # the report of the same run, in a real browser: plot drawn, front table with measured columns, chosen split
+    dom = render_in_chromium(tmp_path / "split-10Mbps.html", tmp_path)
+    assert 'id="pareto-plot"' in dom and "main-svg" in dom  # plotly drew its SVG inside the plot element
+    front = json.loads((tmp_path / "split-10Mbps.json").read_text())["front"]
+    table = dom[dom.index('id="pareto-front"'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr") == len(front) + 1  # header + one row per front member
+    assert "measured_latency_ms" in table and all(row["plan"] in table for row in front)
+    chosen = next(row["plan"] for row in result["chosen"] if row["bandwidth"] == "10Mbps")
+    assert f'"chosen": "{chosen}"' in dom  # the chosen split is in the page's settings

@@ -20,7 +20,10 @@ def split(
     stages: int = typer.Option(2, help="Number of stages (device + servers); 3+ are searched with Optuna when many."),
     compression: str = typer.Option("none", help="Crossing tensors as sent: none, fp16 or int8."),
     max_tensors: int = typer.Option(1, help="Cut only where at most this many tensors cross."),
-    verify: bool = typer.Option(False, "--verify", help="Run the chosen split and the front for real over TCP."),
+    cut: str = typer.Option(None, help="Evaluate only these cut points, comma-separated: node names, or the tensor "
+                            "crossing, as --list-cuts shows them ('input' = all on the server)."),
+    list_cuts: bool = typer.Option(False, "--list-cuts", help="Print the valid cut points and exit."),
+    verify: bool = typer.Option(False, "--verify", help="Run the front (with --cut: every listed cut) for real over TCP."),
     verify_all: bool = typer.Option(False, "--verify-all", help="Run every evaluated split for real."),
     trials: int = typer.Option(60, help="Optuna trials per bandwidth when plans are too many to enumerate."),
     enumerate_limit: int = typer.Option(100, help="Enumerate all plans when there are at most this many."),
@@ -39,10 +42,18 @@ def split(
         parse_duration_ms,
         parse_side,
     )
-    from hwlat.split._api import PART_PROTOCOL, RUN_PROTOCOL
+    from hwlat.split._api import PART_PROTOCOL, RUN_PROTOCOL, check_report_prefix
 
+    if list_cuts:
+        _print_cuts(model, compression, max_tensors, as_json)
+        return
     if stages < 2:
         raise HwlatError(f"--stages must be >= 2 (a device and a server), got {stages}")
+    names = None if cut is None else [name.strip() for name in cut.split(",") if name.strip()]
+    if names is not None and not names:
+        raise HwlatError("--cut needs at least one node or tensor name (see --list-cuts)")
+    if report:
+        check_report_prefix(report)
     links = parse_bandwidths(bandwidth)
     servers = [parse_side(text) for text in server.split(",") if text.strip()]
     if not servers:
@@ -52,7 +63,8 @@ def split(
     sides = [parse_side(device), *servers, *[servers[-1]] * (stages - 1 - len(servers))]
     console = Console(stderr=True, quiet=as_json)
     result = analyze_split(model, sides, links, rtt_ms=parse_duration_ms(rtt), compression=compression,
-                           max_tensors=max_tensors, verify="all" if verify_all else "front" if verify else "none",
+                           max_tensors=max_tensors, cuts=names,
+                           verify="all" if verify_all or (verify and names) else "front" if verify else "none",
                            trials=trials, enumerate_limit=enumerate_limit,
                            protocol=replace(PART_PROTOCOL, time_budget_s=time_budget),
                            run_protocol=replace(RUN_PROTOCOL, time_budget_s=run_budget), stream_seconds=run_budget,
@@ -65,17 +77,19 @@ def split(
         front = table[table["on_front"]]
         typer.echo(json.dumps({"settings": result.settings, "cut_points": len(result.cuts),
                                "chosen": json.loads(result.chosen().to_json(orient="records")),
-                               "front": json.loads(front.to_json(orient="records")), "report": paths}))
+                               "front": json.loads(front.to_json(orient="records")),
+                               "plans": json.loads(table.to_json(orient="records")), "report": paths}))
         return
     headers = {"plan": "plan", "latency_ms": "latency ms", "throughput_per_s": "per s", "bytes": "bytes",
                "bottleneck": "bottleneck", "measured_latency_ms": "measured ms", "measured_throughput_per_s": "measured /s"}
     columns = [c for c in headers if c in table]
     out = Console()
     for name, rows in table.groupby("bandwidth", sort=False):
-        view = Table(title=f"{name}: Pareto front (* lowest predicted latency)")
+        shown = rows if names else rows[rows["on_front"]]
+        view = Table(title=f"{name}: {'the listed cuts' if names else 'Pareto front'} (* lowest predicted latency)")
         for column in columns:
             view.add_column(headers[column], no_wrap=column == "plan")
-        for _, row in rows[rows["on_front"]].sort_values("latency_ms").iterrows():
+        for _, row in shown.sort_values("latency_ms").iterrows():
             cells = [("* " if row["best_latency"] else "") + row["plan"]]
             cells += [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns[1:]]
             view.add_row(*cells)
@@ -83,3 +97,24 @@ def split(
     out.print(f"{len(result.cuts)} cut points; sides: {result.settings['sides']}")
     for path in paths:
         out.print(f"wrote {path}")
+
+
+def _print_cuts(model: str, compression: str, max_tensors: int, as_json: bool) -> None:
+    """The valid cut points of `model`: the node each follows, the tensors crossing, their bytes as sent."""
+    from hwlat.split import find_cuts, resolve_model, static_shapes
+    from hwlat.split._cuts import check_compression
+
+    check_compression(compression)
+    cuts = find_cuts(static_shapes(resolve_model(model).load()), max_tensors)
+    rows = [{"index": c.index, "after": c.after, "tensors": list(c.tensors), "shapes": [list(s) for s in c.shapes],
+             "bytes": c.compressed_bytes(compression)} for c in cuts]
+    if as_json:
+        typer.echo(json.dumps({"model": model, "compression": compression, "cuts": rows}))
+        return
+    view = Table(title=f"{len(cuts)} cut points of {model} (use the 'after' name with --cut)")
+    for column in ("index", "after", "tensors", "shapes", "bytes"):
+        view.add_column(column, overflow="fold")
+    for row in rows:
+        view.add_row(str(row["index"]), row["after"], ", ".join(row["tensors"]),
+                     ", ".join("x".join(map(str, s)) for s in row["shapes"]), str(row["bytes"]))
+    Console().print(view)

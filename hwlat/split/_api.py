@@ -11,7 +11,7 @@ import pandas as pd
 
 from hwlat._errors import HwlatError
 from hwlat.profilers._protocol import MeasurementProtocol
-from hwlat.split._cuts import CutPoint, check_compression, find_cuts, static_shapes
+from hwlat.split._cuts import CutPoint, check_compression, find_cuts, locate_cuts, static_shapes
 from hwlat.split._execute import run_pipeline
 from hwlat.split._models import example_inputs, resolve_model
 from hwlat.split._network import Link, format_bandwidth
@@ -36,17 +36,26 @@ class Plan:
 class SplitSession:
     """One model, one process per stage (first = device), and caches of every measured part.
 
-    Use as a context manager: the stage processes are stopped on exit.
+    Use as a context manager: the stage processes are stopped on exit. `cuts` (node or tensor names, as
+    `find_cuts` names them) restricts the plans to those cut points; they are checked before any process starts.
     """
 
     def __init__(self, model: str, sides: Sequence[Side], compression: str = "none", max_tensors: int = 1,
-                 protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL) -> None:
+                 protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
+                 cuts: Sequence[str] | None = None) -> None:
         if len(sides) < 2:
             raise HwlatError(f"a split needs at least 2 stages, got {len(sides)}")
         check_compression(compression)
         self.model = resolve_model(model)
         self.graph = static_shapes(self.model.load())
         self.cuts: list[CutPoint] = find_cuts(self.graph, max_tensors)
+        self.max_tensors = max_tensors
+        #: cut positions plans may use (all, or the named ones in graph order)
+        self.candidates = (sorted(set(locate_cuts(self.graph, self.cuts, list(cuts), max_tensors)))
+                           if cuts is not None else list(range(len(self.cuts))))
+        if len(self.candidates) < len(sides) - 1:
+            raise HwlatError(f"{len(sides)} stages need at least {len(sides) - 1} distinct cuts, "
+                             f"got {len(self.candidates)}")
         feeds = example_inputs(self.graph)
         names = list(dict.fromkeys(name for cut in self.cuts for name in cut.tensors))
         self.values = tensor_values(self.graph, feeds, names)
@@ -114,12 +123,8 @@ class SplitSession:
         return self._parts[key]
 
     def plan_after(self, *nodes: str) -> Plan:
-        """The plan cutting after each named node (`stages` - 1 names); HwlatError if one is no valid cut."""
-        where = {cut.after: position for position, cut in enumerate(self.cuts)}
-        bad = [node for node in nodes if node not in where]
-        if bad:
-            raise HwlatError(f"node {bad[0]!r} is not a valid cut point (valid: {', '.join(list(where)[:8])}, ...)")
-        return self.check(Plan(tuple(where[node] for node in nodes)))
+        """The plan cutting after each named node or tensor (`stages` - 1 names); HwlatError if one is no valid cut."""
+        return self.check(Plan(tuple(locate_cuts(self.graph, self.cuts, list(nodes), self.max_tensors))))
 
     def check(self, plan: Plan) -> Plan:
         """`plan` if it has one position per stage boundary, strictly increasing, in range; else HwlatError."""
@@ -190,7 +195,8 @@ class SplitSession:
                           for s, (a, b) in enumerate(self.stage_bounds(plan)))
 
     def all_plans(self) -> list[Plan]:
-        return [Plan(p) for p in itertools.combinations(range(len(self.cuts)), self.stages - 1)]
+        """Every plan over the candidate cuts."""
+        return [Plan(p) for p in itertools.combinations(self.candidates, self.stages - 1)]
 
     def verify(self, plan: Plan, link: Link, prediction: dict, seconds: float = 1.0) -> dict:
         """Run `plan` for real on `link`: median latency (`run_protocol`), then a stream of about `seconds`."""
@@ -219,14 +225,11 @@ class SplitResult:
     def report(self, prefix: str):
         """Write ``<prefix>-<bandwidth>.html/.csv/.json`` (fronts) and ``<prefix>.csv/.json`` (all plans)."""
         import json
-        from pathlib import Path
 
         from hwlat._files import write_atomically
         from hwlat.reports import Objective, ParetoReport
 
-        base = Path(prefix)
-        if not base.parent.is_dir():
-            raise HwlatError(f"cannot write report {base}: directory {base.parent} does not exist")
+        base = check_report_prefix(prefix)
         written = []
         for bandwidth, rows in self.table.groupby("bandwidth", sort=False):
             report = ParetoReport(f"Split of {self.settings['model']} at {bandwidth}", rows.reset_index(drop=True),
@@ -245,6 +248,16 @@ class SplitResult:
         return [*written, *paths]
 
 
+def check_report_prefix(prefix: str):
+    """`prefix` as a Path if its folder exists (checked before long work), else HwlatError."""
+    from pathlib import Path
+
+    base = Path(prefix)
+    if not base.parent.is_dir():
+        raise HwlatError(f"cannot write report {base}: directory {base.parent} does not exist")
+    return base
+
+
 def _search_plans(session: SplitSession, link: Link, trials: int, seed: int) -> list[Plan]:
     """Plans proposed by Optuna (multi-objective TPE: min latency, max throughput) on `link`."""
     import optuna
@@ -255,7 +268,8 @@ def _search_plans(session: SplitSession, link: Link, trials: int, seed: int) -> 
     seen: dict[Plan, dict] = {}
 
     def objective(trial) -> tuple[float, float]:
-        chosen = [trial.suggest_int(f"cut{k}", 0, len(session.cuts) - 1) for k in range(1, session.stages)]
+        chosen = [session.candidates[trial.suggest_int(f"cut{k}", 0, len(session.candidates) - 1)]
+                  for k in range(1, session.stages)]
         if any(b <= a for a, b in itertools.pairwise(chosen)):
             raise optuna.TrialPruned()  # stages must follow each other in the graph
         plan = Plan(tuple(chosen))
@@ -270,9 +284,11 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                   compression: str = "none", max_tensors: int = 1, verify: str = "none",
                   enumerate_limit: int = 100, trials: int = 60, seed: int = 0,
                   protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
-                  stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None) -> SplitResult:
+                  stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None,
+                  cuts: Sequence[str] | None = None) -> SplitResult:
     """Rank split plans of `model` over `sides` (device first) for each bandwidth (bit/s), optionally verified.
 
+    `cuts` (node or tensor names) restricts the plans to those cut points (each one a plan with 2 stages).
     Plans are enumerated when there are at most `enumerate_limit`, else searched with Optuna (`trials` per
     bandwidth). `verify`: "none", "chosen" (the lowest-latency plan), "front" or "all" are run for real;
     parts are timed with `protocol`, real runs' latency with `run_protocol`, their throughput over about
@@ -283,12 +299,13 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
     if not bandwidths:
         raise HwlatError("at least one bandwidth is needed")
     links = [Link(bandwidth, rtt_ms) for bandwidth in bandwidths]
-    with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol) as session:
-        exhaustive = math.comb(len(session.cuts), session.stages - 1) <= enumerate_limit
+    with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol, cuts) as session:
+        exhaustive = math.comb(len(session.candidates), session.stages - 1) <= enumerate_limit
         rows = []
         for link in links:
             plans = session.all_plans() if exhaustive else _search_plans(session, link, trials, seed)
             frame = pd.DataFrame([{"bandwidth": format_bandwidth(link.bandwidth_bps), "plan": session.label(p),
+                                   "after": ",".join(session.cuts[k].after for k in p.positions),
                                    "positions": p.positions, **session.evaluate(p, link)} for p in plans])
             frame["hop_overhead_ms"] = session.hop_overhead_ms(link)
             frame["best_latency"] = frame.index == frame["latency_ms"].idxmin()
@@ -313,7 +330,9 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
         settings = {"model": model, "onnx": str(session.model.path),
                     "sides": {("device" if s == 0 else f"s{s}"): side.spec for s, side in enumerate(sides)},
                     "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors,
-                    "cut_points": len(session.cuts), "search": "enumeration" if exhaustive else f"optuna TPE, {trials} trials",
+                    "cut_points": len(session.cuts),
+                    "candidate_cuts": None if cuts is None else [session.cuts[p].after for p in session.candidates],
+                    "search": "enumeration" if exhaustive else f"optuna TPE, {trials} trials",
                     "verify": verify, "part_protocol": protocol.as_dict(), "run_protocol": run_protocol.as_dict(),
                     "stream_seconds": stream_seconds,
                     "note": "all sides run on this machine's CPU in separate processes pinned as given; the link is "

@@ -94,13 +94,8 @@ def _tensor_types(model) -> dict[str, tuple[tuple[int, ...], str]]:
     return types
 
 
-def find_cuts(model, max_tensors: int = 1) -> list[CutPoint]:
-    """Every position of `model` (shapes inferred) where 1..`max_tensors` non-static tensors cross, in order.
-
-    Position 0 (only the inputs cross) and the last position (only the outputs) are always included.
-    """
-    if max_tensors < 1:
-        raise HwlatError(f"max_tensors must be >= 1, got {max_tensors}")
+def _positions(model):
+    """(index, the compute node before or None, crossing tensors) at every position between compute nodes."""
     nodes, static = compute_nodes(model)
     if not nodes:
         raise HwlatError("the model has no node that depends on its input: nothing to split")
@@ -110,19 +105,64 @@ def find_cuts(model, max_tensors: int = 1) -> list[CutPoint]:
         for name in node.input:
             if name not in static:
                 last_use[name] = max(last_use.get(name, -1), position)
-    types = _tensor_types(model)
     live = [value.name for value in model.graph.input if value.name not in static]
+    yield 0, None, tuple(live)
+    for index in range(1, len(nodes) + 1):
+        live = [name for name in live if last_use.get(name, -1) >= index]
+        live += [name for name in nodes[index - 1].output if last_use.get(name, -1) >= index]
+        yield index, nodes[index - 1], tuple(live)
+
+
+def find_cuts(model, max_tensors: int = 1) -> list[CutPoint]:
+    """Every position of `model` (shapes inferred) where 1..`max_tensors` non-static tensors cross, in order.
+
+    Position 0 (only the inputs cross) and the last position (only the outputs) are always included.
+    """
+    if max_tensors < 1:
+        raise HwlatError(f"max_tensors must be >= 1, got {max_tensors}")
+    types = _tensor_types(model)
+    positions = list(_positions(model))
     cuts = []
-    for index in range(len(nodes) + 1):
-        if index > 0:
-            live = [name for name in live if last_use.get(name, -1) >= index]
-            live += [name for name in nodes[index - 1].output if last_use.get(name, -1) >= index]
-        if not 1 <= len(live) <= max_tensors and index not in (0, len(nodes)):
+    for index, node, live in positions:
+        if not 1 <= len(live) <= max_tensors and index not in (0, len(positions) - 1):
             continue
         unknown = [name for name in live if name not in types or -1 in types[name][0]]
         if unknown:
             raise HwlatError(f"cannot infer the shape of tensor {unknown[0]!r}: export the model with static shapes")
-        cuts.append(CutPoint(index=index, after=(nodes[index - 1].name or nodes[index - 1].op_type) if index else "input",
-                             tensors=tuple(live), shapes=tuple(types[n][0] for n in live),
-                             dtypes=tuple(types[n][1] for n in live)))
+        cuts.append(CutPoint(index=index, after=(node.name or node.op_type) if node else "input", tensors=live,
+                             shapes=tuple(types[n][0] for n in live), dtypes=tuple(types[n][1] for n in live)))
     return cuts
+
+
+def locate_cuts(model, cuts: list[CutPoint], names: list[str], max_tensors: int = 1) -> list[int]:
+    """Positions in `cuts` of the named cut points: the node a cut follows, or the one tensor crossing it.
+
+    HwlatError naming the first name that is no valid cut: unknown, a node computing constants only, or a
+    node after which more than `max_tensors` tensors cross (inside a branch or a skip connection).
+    """
+    by_node = {cut.after: position for position, cut in enumerate(cuts)}
+    by_tensor: dict[str, int] = {}
+    for position, cut in enumerate(cuts):
+        if len(cut.tensors) == 1:
+            by_tensor.setdefault(cut.tensors[0], position)
+    found = []
+    for name in names:
+        if sum(cut.after == name for cut in cuts) > 1:
+            raise HwlatError(f"cut {name!r} names {sum(cut.after == name for cut in cuts)} cut points (unnamed nodes "
+                             f"are listed by type): use the tensor crossing it instead (see --list-cuts)")
+        if name in by_node or name in by_tensor:
+            found.append(by_node.get(name, by_tensor.get(name)))
+            continue
+        crossing = {tuple(node.output): live for _, node, live in _positions(model) if node is not None}
+        named = {node.name: node for node in model.graph.node if node.name}
+        node = named.get(name) or next((n for n in model.graph.node if name in n.output), None)
+        if node is None:
+            raise HwlatError(f"cut {name!r}: no node or tensor of that name in the model (see --list-cuts)")
+        label = node.name or node.op_type
+        if tuple(node.output) not in crossing:
+            raise HwlatError(f"cut {name!r} is not a valid cut point: node {label!r} computes constants only")
+        live = crossing[tuple(node.output)]
+        raise HwlatError(f"cut {name!r} is not a valid cut point: {len(live)} tensors cross after node {label!r} "
+                         f"({', '.join(live[:4])}{', ...' if len(live) > 4 else ''}), at most {max_tensors} allowed "
+                         f"(see --list-cuts)")
+    return found
