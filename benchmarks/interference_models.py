@@ -9,7 +9,13 @@ MAE <= 5 % and >= 28 % better than gradient boosting.
 `--models` also takes `gb-l1` (gradient boosting with the transformer's L1 loss), `gb-tuned` and
 `transformer-tuned` (nested CV: each outer training fold picks its settings from a small grid by inner grouped
 3-fold CV on its own scenarios; the transformer's search uses 2 members) and ablations of the transformer:
-`tf-1member`, `tf-nocrop`, `tf-temporal`, `tf-metric`, `tf-descriptors` (no metric window at all).
+`tf-1member`, `tf-nocrop`, `tf-temporal`, `tf-metric`, `tf-descriptors` (no metric window at all), `tf-l1`
+(L1 on log-slowdown instead of the relative error), `tf-base` (L1, no extra descriptors: the transformer as
+first benchmarked), and `gb-base`, `gb-l1-base`, `gb-l1-load`, `gb-l1-threads`, `gb-relative` (descriptor groups and
+losses of gradient boosting, see hwlat.interference.EXTRAS).
+Noise ceiling: when the data directory holds `retest.csv` (benchmarks/interference_retest.py), two rows give the
+error of predicting each re-recorded scenario by its second recording ("noise: retest") and that / sqrt 2, the
+expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal").
 Usage: python benchmarks/interference_models.py [--data data/interference-cpu] [--folds 5] [--seed 0]
        [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
 """
@@ -41,7 +47,16 @@ VARIANTS = {
     "tf-temporal": ("transformer", {"branches": "temporal"}, []),
     "tf-metric": ("transformer", {"branches": "metric"}, []),
     "tf-descriptors": ("transformer", {"branches": "none"}, []),
+    "tf-l1": ("transformer", {"loss": "l1"}, []),  # L1 on log-slowdown instead of the evaluation's relative error
+    # descriptor groups (EXTRAS; default both): none (as before the groups existed) or one of them
+    "gb-base": ("gb", {"extras": ()}, []), "tf-base": ("transformer", {"extras": (), "loss": "l1"}, []),
+    "gb-l1-base": ("gb", {"loss": "absolute_error", "extras": ()}, []),
+    "gb-l1-load": ("gb", {"loss": "absolute_error", "extras": ("load",)}, []),
+    "gb-l1-threads": ("gb", {"loss": "absolute_error", "extras": ("threads",)}, []),
+    "gb-relative": ("gb", {"loss": "relative"}, []),
 }
+#: re-recordings of a sample of the dataset's scenarios (benchmarks/interference_retest.py)
+RETEST = "retest.csv"
 
 
 def model(label: str, seed: int, members: int, threads: int):
@@ -50,6 +65,25 @@ def model(label: str, seed: int, members: int, threads: int):
     if kind == "transformer":
         return make_model(kind, **{"seed": seed, "members": members, "threads": threads, **settings})
     return make_model(kind, **({"random_state": seed} if kind == "gb" else {}), **settings)
+
+
+def noise_ceiling(data_dir: Path) -> dict | None:
+    """Test-retest errors of the slowdowns: scenarios recorded again with the dataset's phase length, scored like a
+    model that predicts the second measurement (|retest - original| / original); None without a retest file."""
+    import numpy as np
+    import pandas as pd
+
+    path = data_dir / RETEST
+    if not path.exists():
+        return None
+    retest = pd.read_csv(path)
+    original = pd.read_csv(data_dir / "scenarios.csv").set_index("scenario_id")
+    retest = retest[retest["phase_s"] == original["phase_s"].iloc[0]]
+    measured = original.loc[retest["scenario_id"]]
+    errors = {t: np.abs(retest[t].to_numpy() / measured[t].to_numpy() - 1) * 100
+              for t in ("slowdown", "slowdown_p90", "slowdown_p99")}
+    return {"n": len(retest), **{f"mae_{t}": float(e.mean()) for t, e in errors.items()},
+            "median_ape_slowdown": float(np.median(errors["slowdown"]))}
 
 
 def main() -> None:
@@ -72,6 +106,7 @@ def main() -> None:
     repeat = (table["isolated_after_median_ms"] / table["isolated_median_ms"] - 1).abs() * 100
     print(f"noise context: isolated median after vs before the scenario differs by {repeat.mean():.2f} % on "
           f"average (median {repeat.median():.2f} %)")
+    ceiling = noise_ceiling(args.data)
     print("MAE %: mean over scenarios of |predicted - measured| / measured * 100, averaged over folds; "
           "median APE: median over all held-out scenarios of the same ratio")
     everything = []
@@ -99,6 +134,14 @@ def main() -> None:
             print(f"{label:<17} {s['mae_slowdown']:12.2f} {s['median_ape_slowdown']:10.2f} "
                   f"{s['mae_slowdown_p90']:8.2f} {s['mae_slowdown_p99']:8.2f} {vs_gb:>7} {vs_none:>7} "
                   f"{s['fit_s']:8.1f}  {' '.join(f'{v:.2f}' for v in s['fold_mae_slowdown'])}")
+        if ceiling:
+            print(f"{'noise: retest':<17} {ceiling['mae_slowdown']:12.2f} {ceiling['median_ape_slowdown']:10.2f} "
+                  f"{ceiling['mae_slowdown_p90']:8.2f} {ceiling['mae_slowdown_p99']:8.2f}  (n={ceiling['n']}: a second "
+                  f"recording of the scenario used as the prediction)")
+            print(f"{'noise: ideal':<17} {ceiling['mae_slowdown'] / 2 ** 0.5:12.2f} "
+                  f"{ceiling['median_ape_slowdown'] / 2 ** 0.5:10.2f} {ceiling['mae_slowdown_p90'] / 2 ** 0.5:8.2f} "
+                  f"{ceiling['mae_slowdown_p99'] / 2 ** 0.5:8.2f}  (retest / sqrt 2: the expected error of a "
+                  f"perfect predictor of the mean slowdown)")
         for label in ("transformer", "transformer-tuned"):
             if label in results and gb:
                 s = results[label]
@@ -114,8 +157,8 @@ def main() -> None:
                 print(f"  {label} picked per fold: {'; '.join(results[label]['chosen'])}")
         everything.extend(results.values())
     if args.json:
-        args.json.write_text(json.dumps({"data": str(args.data), "scenarios": len(data), "results": everything},
-                                        indent=1))
+        args.json.write_text(json.dumps({"data": str(args.data), "scenarios": len(data), "results": everything,
+                                         "noise_ceiling": ceiling}, indent=1))
 
 
 if __name__ == "__main__":

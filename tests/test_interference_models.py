@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from conftest import PROJECT_ROOT
 
 from hwlat._errors import HwlatError
-from hwlat.interference import (ColocatedLatency, FeatureSpec, InterferenceData, InterferenceModel,
+from hwlat.interference import (EXTRAS, ColocatedLatency, FeatureSpec, InterferenceData, InterferenceModel,
                                 TransformerInterference, WorkloadSignature, cross_validate, mae_percent, make_model,
                                 model_kinds, tune)
 
@@ -183,6 +183,37 @@ def test_transformer_learns_the_interference_signal(synthetic):
     assert learned < 0.5 * none  # on workloads it never saw
     with pytest.raises(HwlatError, match="branches must be one of"):
         TransformerInterference(**{**TINY, "branches": "spatial"}).fit(synthetic)
+
+
+def test_load_and_oversubscription_descriptors(synthetic, tmp_path):
+    base, extended = FeatureSpec.fit(synthetic), FeatureSpec.fit(synthetic, ("load", "threads"))
+    added = extended.descriptor_names[len(base.descriptor_names) - len(base.runtimes) - len(base.kinds):]
+    assert added[:5] == (*EXTRAS["load"], *EXTRAS["threads"])
+    raw = extended._raw_descriptors(synthetic)
+    column = synthetic.metric_names.index("cpu_util_mean")
+    busy = np.array([w[:, column].mean() * 2 for w in synthetic.windows])  # 2 cores in the synthetic data
+    threads = synthetic.scenarios["target_threads"].to_numpy(float)
+    np.testing.assert_allclose(raw[:, extended.descriptor_names.index("busy_cores")], busy)
+    np.testing.assert_allclose(raw[:, extended.descriptor_names.index("busy_excess_cores")],
+                               np.maximum(0, threads + busy - 2))
+    corunners = synthetic.scenarios["n_corunner_procs"].to_numpy(float)  # one thread each
+    np.testing.assert_array_equal(raw[:, extended.descriptor_names.index("multithread_oversubscribed")],
+                                  (threads > 1) & (threads + corunners > 2))
+    with pytest.raises(HwlatError, match="unknown descriptor group"):
+        FeatureSpec.fit(synthetic, ("gpu",))
+    model = make_model("linear", extras=("load",)).fit(synthetic)  # the groups travel with a saved model
+    loaded = InterferenceModel.load(model.save(tmp_path / "linear.npz"))
+    assert loaded.spec_.extras == ("load",) and loaded.spec_.descriptor_names == model.spec_.descriptor_names
+
+
+def test_relative_losses_learn_and_stay_finite(synthetic):
+    data = InterferenceData.from_frames(*schema_frames(workloads=8))
+    none = cross_validate(make_model("none"), data, "workload", 3).mae()
+    assert cross_validate(make_model("gb", loss="relative", n_estimators=30), data, "workload", 3).mae() < 0.5 * none
+    predicted = TransformerInterference(**TINY, loss="relative").fit(synthetic).predict(synthetic).to_numpy()
+    assert np.isfinite(predicted).all() and np.all(predicted[:, 1] >= predicted[:, 0])
+    with pytest.raises(HwlatError, match="loss must be one of"):
+        TransformerInterference(**{**TINY, "loss": "huber"}).fit(synthetic)
 
 
 def test_nested_tuning_chooses_inside_the_training_folds(synthetic):

@@ -3,11 +3,11 @@
 from hwlat.interference._baselines import BoostedInterference, LinearInterference, NoInterference
 from hwlat.interference._colocated import QUANTILES, ColocatedLatency, WorkloadSignature
 from hwlat.interference._evaluate import SPLITS, CrossValidation, cross_validate, mae_percent, tune
-from hwlat.interference._features import TARGETS, FeatureSpec, InterferenceData
+from hwlat.interference._features import EXTRAS, TARGETS, FeatureSpec, InterferenceData
 from hwlat.interference._model import FORMAT_VERSION, InterferenceModel, make_model, model_kinds
-from hwlat.interference._transformer import BRANCHES, TransformerInterference
+from hwlat.interference._transformer import BRANCHES, LOSSES, TransformerInterference
 
-__all__ = ["BRANCHES", "FORMAT_VERSION", "QUANTILES", "SPLITS", "TARGETS", "BoostedInterference", "ColocatedLatency",
+__all__ = ["BRANCHES", "EXTRAS", "FORMAT_VERSION", "LOSSES", "QUANTILES", "SPLITS", "TARGETS", "BoostedInterference", "ColocatedLatency",
            "CrossValidation", "FeatureSpec", "InterferenceData", "InterferenceModel", "LinearInterference",
            "NoInterference", "TransformerInterference", "WorkloadSignature", "cross_validate", "mae_percent",
            "make_model", "model_kinds", "tune"]

@@ -29,7 +29,8 @@ class NoInterference(InterferenceModel):
 
 
 class _AggregateRegression(InterferenceModel):
-    """A regressor on the window aggregates (mean/std/min/max/p10/p50/p90 per metric) and the descriptors.
+    """A regressor on the window aggregates (mean/std/min/max/p10/p50/p90 per metric) and the descriptors (with the
+    EXTRAS groups named by `extras`).
 
     Missing values take the training mean; columns are standardised with training statistics.
     """
@@ -58,8 +59,9 @@ class LinearInterference(_AggregateRegression):
 
     kind = "linear"
 
-    def __init__(self, alphas: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)) -> None:
-        self.alphas = alphas
+    def __init__(self, alphas: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0),
+                 extras: tuple[str, ...] = ("load", "threads")) -> None:
+        self.alphas, self.extras = alphas, extras
 
     def _fit_design(self, design: np.ndarray, log_targets: np.ndarray) -> None:
         ridge = RidgeCV(alphas=self.alphas, alpha_per_target=True).fit(design, log_targets)
@@ -77,8 +79,9 @@ class LinearInterference(_AggregateRegression):
 
 
 class BoostedInterference(_AggregateRegression):
-    """scikit-learn gradient boosting (its defaults; `loss="absolute_error"` is the L1 variant), one per
-    log-slowdown target.
+    """scikit-learn gradient boosting (its defaults), one per log-slowdown target. `loss` is scikit-learn's
+    (`"absolute_error"`: the L1 variant) or `"relative"`: L1 on the slowdown itself weighted by 1 / measured, i.e.
+    the relative error the evaluation reports.
 
     Trees have no array form here, so a saved model keeps its training design and refits (deterministically).
     """
@@ -86,20 +89,26 @@ class BoostedInterference(_AggregateRegression):
     kind = "gb"
 
     def __init__(self, n_estimators: int = 100, max_depth: int = 3, learning_rate: float = 0.1,
-                 loss: str = "squared_error", random_state: int = 0) -> None:
-        self.n_estimators, self.max_depth = n_estimators, max_depth
+                 loss: str = "squared_error", extras: tuple[str, ...] = ("load", "threads"),
+                 random_state: int = 0) -> None:
+        self.n_estimators, self.max_depth, self.extras = n_estimators, max_depth, extras
         self.learning_rate, self.loss, self.random_state = learning_rate, loss, random_state
 
     def _fit_design(self, design: np.ndarray, log_targets: np.ndarray) -> None:
         self.design_, self.log_targets_ = design, log_targets
+        relative = self.loss == "relative"
+        targets = np.exp(log_targets) if relative else log_targets
         self.models_ = [GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                                                  learning_rate=self.learning_rate, loss=self.loss,
+                                                  learning_rate=self.learning_rate,
+                                                  loss="absolute_error" if relative else self.loss,
                                                   random_state=self.random_state)
-                        .fit(design, log_targets[:, j]) for j in range(log_targets.shape[1])]
+                        .fit(design, targets[:, j], sample_weight=1 / targets[:, j] if relative else None)
+                        for j in range(log_targets.shape[1])]
 
     def _predict(self, data: InterferenceData) -> np.ndarray:
         design = self._design(data)
-        return np.column_stack([m.predict(design) for m in self.models_])
+        predicted = np.column_stack([m.predict(design) for m in self.models_])
+        return np.log(np.clip(predicted, 1e-3, None)) if self.loss == "relative" else predicted
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**super()._state(), "design": self.design_, "log_targets": self.log_targets_}

@@ -36,6 +36,11 @@ CORE_AGGREGATES = ("cpu_core_min", "cpu_core_max", "cpu_core_std", "cpu_free_cor
 _DESCRIPTORS = ("log_isolated_ms", "log_flops", "log_params", "target_threads", "n_corunner_procs",
                 "corunner_threads", "corunner_intensity", "corunner_load", "corunner_model_log_flops", "n_cores",
                 "oversubscription")
+#: optional descriptor groups (a model's `extras`): "load", the co-runners' measured CPU use (mean busy cores over
+#: their window, all processes) and the oversubscription it implies with the target's threads; "threads", the
+#: co-runners' nominal threads beyond the free cores and whether a multi-threaded target is oversubscribed
+EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
+          "threads": ("excess_threads", "multithread_oversubscribed")}
 #: window statistics per metric for the aggregate-feature baselines
 AGGREGATES = ("mean", "std", "min", "max", "p10", "p50", "p90")
 
@@ -137,7 +142,7 @@ class FeatureSpec:
     """Normalisation learnt from training scenarios only: kept metrics and their scale, descriptor scale, vocabularies.
 
     Rate metrics (`*_per_s`) are log1p-transformed first. A metric with no finite value in training is dropped; a
-    metric absent at prediction time is NaN (a model's missing value).
+    metric absent at prediction time is NaN (a model's missing value). `extras` names the EXTRAS descriptor groups.
     """
 
     metrics: tuple[str, ...]
@@ -147,24 +152,30 @@ class FeatureSpec:
     kinds: tuple[str, ...]
     descriptor_mean: np.ndarray
     descriptor_std: np.ndarray
+    extras: tuple[str, ...] = ()
 
     @classmethod
-    def fit(cls, data: InterferenceData) -> FeatureSpec:
-        """Statistics of `data` (the training scenarios)."""
+    def fit(cls, data: InterferenceData, extras: Sequence[str] = ()) -> FeatureSpec:
+        """Statistics of `data` (the training scenarios), with the descriptor groups `extras` (keys of EXTRAS)."""
+        unknown = [e for e in extras if e not in EXTRAS]
+        if unknown:
+            raise HwlatError(f"unknown descriptor group(s) {', '.join(map(repr, unknown))} (known: {', '.join(EXTRAS)})")
+        extras = tuple(extras)
         values = _transform(data.metric_names, np.vstack(data.windows))
         keep = np.isfinite(values).any(axis=0)
         mean, std = mean_std(values[:, keep])
         runtimes = tuple(sorted(set(data.scenarios["target_runtime"].astype(str))))
         kinds = tuple(sorted({k for kinds in data.scenarios["kinds"] for k in kinds}))
         metrics = tuple(n for n, k in zip(data.metric_names, keep) if k)
-        spec = cls(metrics, mean, std, runtimes, kinds, np.zeros(0), np.zeros(0))
+        spec = cls(metrics, mean, std, runtimes, kinds, np.zeros(0), np.zeros(0), extras)
         d_mean, d_std = mean_std(spec._raw_descriptors(data))
-        return cls(metrics, mean, std, runtimes, kinds, d_mean, d_std)
+        return cls(metrics, mean, std, runtimes, kinds, d_mean, d_std, extras)
 
     @property
     def descriptor_names(self) -> tuple[str, ...]:
         """Names of the columns of `descriptors`."""
-        return (*_DESCRIPTORS, *(f"runtime={r}" for r in self.runtimes), *(f"kind={k}" for k in self.kinds))
+        return (*_DESCRIPTORS, *(n for e in self.extras for n in EXTRAS[e]), *(f"runtime={r}" for r in self.runtimes),
+                *(f"kind={k}" for k in self.kinds))
 
     def windows(self, data: InterferenceData) -> list[np.ndarray]:
         """Each scenario's window over this spec's metrics, standardised; NaN where a value is missing."""
@@ -211,6 +222,12 @@ class FeatureSpec:
             columns = [np.log(numeric("isolated_median_ms")), np.log1p(numeric("target_flops")),
                        np.log1p(numeric("target_params")), target_threads, numeric("n_corunner_procs"), threads,
                        intensity, load, model_flops, cores, (target_threads + load) / cores]
+            if "load" in self.extras:
+                busy = _busy_cores(data) * cores
+                columns += [busy, (target_threads + busy) / cores, np.maximum(0, target_threads + busy - cores)]
+            if "threads" in self.extras:
+                excess = np.maximum(0, target_threads + threads - cores)
+                columns += [excess, ((target_threads > 1) & (excess > 0)).astype(float)]
         runtime = table["target_runtime"].astype(str).to_numpy()
         columns += [(runtime == r).astype(float) for r in self.runtimes]
         columns += [np.array([kinds.count(k) for kinds in table["kinds"]], dtype=float) for k in self.kinds]
@@ -220,7 +237,8 @@ class FeatureSpec:
 
     def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
         """JSON-ready names and the statistics as arrays, for a model file."""
-        header = {"metrics": list(self.metrics), "runtimes": list(self.runtimes), "kinds": list(self.kinds)}
+        header = {"metrics": list(self.metrics), "runtimes": list(self.runtimes), "kinds": list(self.kinds),
+                  "extras": list(self.extras)}
         arrays = {"metric_mean": self.metric_mean, "metric_std": self.metric_std,
                   "descriptor_mean": self.descriptor_mean, "descriptor_std": self.descriptor_std}
         return header, arrays
@@ -229,7 +247,18 @@ class FeatureSpec:
     def from_arrays(cls, header: dict, arrays: dict[str, np.ndarray]) -> FeatureSpec:
         """The spec `to_arrays` described."""
         return cls(tuple(header["metrics"]), arrays["metric_mean"], arrays["metric_std"], tuple(header["runtimes"]),
-                   tuple(header["kinds"]), arrays["descriptor_mean"], arrays["descriptor_std"])
+                   tuple(header["kinds"]), arrays["descriptor_mean"], arrays["descriptor_std"],
+                   tuple(header.get("extras", ())))
+
+
+def _busy_cores(data: InterferenceData) -> np.ndarray:
+    """Mean share of the CPU in use over each scenario's co-runner window (0-1; NaN without `cpu_util_mean`)."""
+    if "cpu_util_mean" not in data.metric_names:
+        return np.full(len(data), np.nan)
+    column = data.metric_names.index("cpu_util_mean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.array([np.nanmean(w[:, column]) if len(w) else np.nan for w in data.windows])
 
 
 def _transform(names: Sequence[str], values: np.ndarray) -> np.ndarray:

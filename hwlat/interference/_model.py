@@ -35,6 +35,8 @@ class InterferenceModel(BaseEstimator, abc.ABC):
 
     #: registry name used on the command line and in saved files
     kind: ClassVar[str]
+    #: descriptor groups of EXTRAS the features include (a constructor parameter of the models that use features)
+    extras: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -45,7 +47,7 @@ class InterferenceModel(BaseEstimator, abc.ABC):
         """Learn from the scenarios of `data` and their measured slowdowns."""
         if len(data) == 0:
             raise HwlatError(f"{self.kind} interference model needs at least one scenario to fit")
-        self.spec_ = FeatureSpec.fit(data)
+        self.spec_ = FeatureSpec.fit(data, self.extras)
         self.trained_on_ = {"scenarios": len(data), "workloads": int(data.scenarios["workload"].nunique()),
                             "targets": int(data.scenarios["target"].nunique())}
         log_targets = np.log(data.targets())

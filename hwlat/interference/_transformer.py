@@ -25,6 +25,9 @@ from hwlat.interference._model import InterferenceModel
 _STATS = 5
 #: which branches see the window (ablations): both, one of them, or none (descriptors only)
 BRANCHES = ("both", "temporal", "metric", "none")
+#: training losses on a log-slowdown error d = predicted - measured: "l1" |d|; "relative" |exp(d) - 1|, the
+#: evaluation's |predicted - measured| / measured (d clamped at 3 so an early overshoot cannot blow up)
+LOSSES = ("l1", "relative")
 
 
 class _DualBranch(nn.Module):
@@ -141,9 +144,10 @@ class TransformerInterference(InterferenceModel):
     scenarios' `validation_groups` (e.g. workloads) is held out to stop training at the best epoch, so nothing
     is tuned on the scenarios evaluated later. Training windows are cropped at random (down to `crop` of their
     length) as augmentation; a window longer than `steps` is predicted from `crops` evenly spaced crops.
-    Loss: L1 on log-slowdown, the tails weighted by `tail_weight`. `branches` switches branches off for
-    ablations ("temporal", "metric", or "none": descriptors only). Deterministic for a `seed`; torch uses
-    `threads` threads.
+    Loss (`loss`, see LOSSES): the relative error the evaluation reports (default), or L1 on log-slowdown; the
+    tails weighted by `tail_weight`. `extras` adds descriptor groups (EXTRAS: measured co-runner load, oversubscription).
+    `branches` switches branches off for ablations ("temporal", "metric", or "none": descriptors only).
+    Deterministic for a `seed`; torch uses `threads` threads.
     """
 
     kind = "transformer"
@@ -152,16 +156,20 @@ class TransformerInterference(InterferenceModel):
                  members: int = 5, max_epochs: int = 200, patience: int = 25, batch_size: int = 32,
                  lr: float = 2e-3, weight_decay: float = 1e-2, crop: float = 0.5, crops: int = 4,
                  validation_fraction: float = 0.2, validation_groups: str = "workload", tail_weight: float = 0.5,
-                 branches: str = "both", threads: int = 1, seed: int = 0) -> None:
+                 branches: str = "both", loss: str = "relative", extras: tuple[str, ...] = ("load", "threads"),
+                 threads: int = 1, seed: int = 0) -> None:
         self.d_model, self.heads, self.layers, self.dropout, self.steps = d_model, heads, layers, dropout, steps
         self.members, self.max_epochs, self.patience, self.batch_size = members, max_epochs, patience, batch_size
         self.lr, self.weight_decay, self.crop, self.crops = lr, weight_decay, crop, crops
         self.validation_fraction, self.validation_groups = validation_fraction, validation_groups
-        self.tail_weight, self.branches, self.threads, self.seed = tail_weight, branches, threads, seed
+        self.tail_weight, self.branches, self.loss, self.extras = tail_weight, branches, loss, extras
+        self.threads, self.seed = threads, seed
 
     def _network(self) -> _DualBranch:
         if self.branches not in BRANCHES:
             raise HwlatError(f"branches must be one of {', '.join(BRANCHES)}, got {self.branches!r}")
+        if self.loss not in LOSSES:
+            raise HwlatError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         return _DualBranch(len(self.spec_.metrics), len(self.spec_.descriptor_names), self.steps, self.d_model,
                            self.heads, self.layers, self.dropout, self.branches)
 
@@ -208,13 +216,13 @@ class TransformerInterference(InterferenceModel):
             net.train()
             for batch in train_rows[torch.randperm(len(train_rows), generator=generator)].split(self.batch_size):
                 x, missing, valid = windows.random_crops(batch, self.steps, self.crop, generator)
-                loss = ((net(x, missing, valid, descriptors[batch]) - targets[batch]).abs() * weights).mean()
+                loss = (self._error(net(x, missing, valid, descriptors[batch]) - targets[batch]) * weights).mean()
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
             if len(validation):
-                error = float(((self._forward([net], windows, descriptors, validation) - targets[validation]).abs()
-                               * weights).mean())
+                error = float((self._error(self._forward([net], windows, descriptors, validation)
+                                           - targets[validation]) * weights).mean())
                 if error < best - 1e-6:
                     best, best_state, best_epoch = error, copy.deepcopy(net.state_dict()), epoch + 1
                 elif epoch + 1 - best_epoch >= self.patience:
@@ -223,6 +231,12 @@ class TransformerInterference(InterferenceModel):
             net.load_state_dict(best_state)
         net.eval()
         return net, best_epoch
+
+    def _error(self, difference: torch.Tensor) -> torch.Tensor:
+        """Per-element loss of log-slowdown differences (predicted - measured), by `loss`."""
+        if self.loss == "relative":
+            return torch.expm1(difference.clamp(max=3.0)).abs()
+        return difference.abs()
 
     def _forward(self, nets: list[_DualBranch], windows: _Windows, descriptors: torch.Tensor,
                  rows: np.ndarray | None = None) -> torch.Tensor:
