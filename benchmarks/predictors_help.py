@@ -1,6 +1,7 @@
 """Latency predictors under HELP's protocol on the shared HELP data, beside HELP's published Spearman rho.
 
-Per meta-test device present in the data: rho (mean ± std over seeds) of each predictor at the strict budget
+Per meta-test device present in the data (per meta-valid device with --targets meta_valid, or when no meta-test
+device of the space is present, as for OFA): rho (mean ± std over seeds) of each predictor at the strict budget
 (the 10 reference latencies only, "s0") and with 5/10/20 random samples beside them, for predictors that can
 choose their samples also with the same budgets chosen by active selection ("a5".., deterministic: one run), a
 linear ceiling (ridge on the one-hot encoding fitted on every arch of the target outside its test pool), at 10
@@ -9,9 +10,9 @@ each random budget (where the predictor gives a std), the slowest adaptation and
 Optionally, seeded random device partitions (sources drawn at random, every other device a target; 10 random
 and, where the predictor can choose, 10 actively chosen samples), and leave one platform out on the project's
 own table.
-Usage: python benchmarks/predictors_help.py [--data DIR] [--spaces nb201,fbnet]
+Usage: python benchmarks/predictors_help.py [--data DIR] [--spaces nb201,fbnet,ofa]
        [--predictors hwlat,help,lut,gb,mlp,flops] [--samples 0,5,10,20] [--seeds 5] [--partitions 0]
-       [--partition-predictors hwlat] [--project data/nb201-cpu/measurements.csv]
+       [--partition-predictors hwlat] [--targets meta_test|meta_valid] [--project data/nb201-cpu/measurements.csv]
 """
 
 from __future__ import annotations
@@ -57,21 +58,24 @@ def throughput(predictor, archs: list[str], batch: int) -> float:
     return batch / min(times)
 
 
-def run_space(dataset, names: list[str], budgets: list[int], seeds: int) -> None:
+def run_space(dataset, names: list[str], budgets: list[int], seeds: int, group: str = "meta_test") -> None:
+    """Every predictor on the HELP split's `group` devices present in the data (meta_test, or meta_valid when
+    asked or when no meta-test device is present), fitted on the meta-train devices."""
     split = HELP_SPLITS[dataset.space]
     sources = [d for d in split["meta_train"] if d in dataset.latency]
-    targets = [d for d in split["meta_test"] if d in dataset.latency]
-    absent = [d for d in split["meta_test"] if d not in dataset.latency]
+    targets = [d for d in split[group] if d in dataset.latency]
+    absent = [d for d in split[group] if d not in dataset.latency]
     print(f"\n== {dataset.space}: sources {', '.join(sources)}")
-    print(f"   meta-test devices in the data: {', '.join(targets) or '-'}; absent: {', '.join(absent) or '-'}")
+    print(f"   {group.replace('_', '-')} devices in the data: {', '.join(targets) or '-'}; absent: "
+          f"{', '.join(absent) or '-'}")
+    if not targets and group == "meta_test":
+        group, targets = "meta_valid", [d for d in split["meta_valid"] if d in dataset.latency]
+        print(f"   no meta-test device present: scoring the meta-valid devices instead ({', '.join(targets) or '-'})")
     if not targets:
         return
-    published = HELP_PUBLISHED.get(dataset.space, {})
+    published = HELP_PUBLISHED.get(dataset.space, {}) if group == "meta_test" else {}
     means: dict[tuple[str, int], list[float]] = {}
     for name in names:
-        if name == "flops" and dataset.space == "ofa":
-            print(f"-- {name}: skipped (no OFA network builder, so no FLOPs)")
-            continue
         start = time.perf_counter()
         predictor = make_predictor(name).fit(source_view(dataset, sources))
         fit_s = time.perf_counter() - start
@@ -111,12 +115,23 @@ def run_space(dataset, names: list[str], budgets: list[int], seeds: int) -> None
               + "   (HELP pub. mean over the devices present)")
 
 
+def distinct_partitions(devices: list[str], count: int, sources: int = 9) -> list[tuple[int, list[str], list[str]]]:
+    """(seed, sources, targets) of the first `count` seeds whose random partitions differ (few devices, e.g. OFA's
+    11, repeat partitions: seeds 0 and 2 draw the same one there)."""
+    found, seen, seed = [], set(), 0
+    while len(found) < count and seed < 1000 * count:
+        drawn = list(np.random.default_rng(seed).permutation(devices))
+        if frozenset(drawn[:sources]) not in seen:
+            seen.add(frozenset(drawn[:sources]))
+            found.append((seed, drawn[:sources], drawn[sources:]))
+        seed += 1
+    return found
+
+
 def run_partitions(dataset, partitions: int, seeds: int, names: list[str]) -> None:
     """Predictors on seeded random device partitions: 9 random sources, every other device a target."""
     print(f"\n== {dataset.space}: {partitions} random device partitions (9 sources, the rest targets), 10 samples")
-    for partition in range(partitions):
-        devices = list(np.random.default_rng(partition).permutation(dataset.devices))
-        sources, targets = devices[:9], devices[9:]
+    for partition, sources, targets in distinct_partitions(dataset.devices, partitions):
         for name in names:
             predictor = make_predictor(name).fit(source_view(dataset, sources))
             results = [score(predictor, dataset, t, samples=10, seeds=seeds) for t in targets]
@@ -175,6 +190,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--partitions", type=int, default=0)
     parser.add_argument("--partition-predictors", default="hwlat")
+    parser.add_argument("--targets", choices=("meta_test", "meta_valid"), default="meta_test",
+                        help="HELP device group scored as targets (meta_valid: for development; spaces without "
+                        "any meta-test device in the data fall back to it).")
     parser.add_argument("--project", type=Path, help="The project's measurement table (CSV) for leave one "
                         "platform out, e.g. data/nb201-cpu/measurements.csv.")
     args = parser.parse_args()
@@ -185,7 +203,7 @@ def main() -> None:
     budgets = [int(b) for b in args.samples.split(",")]
     for space in args.spaces.split(","):
         dataset = load_help(args.data, space)
-        run_space(dataset, names, budgets, args.seeds)
+        run_space(dataset, names, budgets, args.seeds, args.targets)
         if args.partitions:
             run_partitions(dataset, args.partitions, args.seeds, args.partition_predictors.split(","))
         if args.project and space == "nb201":

@@ -69,3 +69,82 @@ def test_ofa_inactive_layers_are_zeroed_and_encoded_as_nothing():
     with pytest.raises(HwlatError, match="layer 0"):
         space.from_config(dict(OFA_ARCH, ks=[4, *OFA_ARCH["ks"][1:]]))
     assert all(space.canonical(a) == a for a in space.sample(5, seed=0))
+
+
+def _uniform_ofa(kernel: int, expand: int, depth: int, resolution: int) -> str:
+    return OFASpace().canonical(f"ks={','.join([str(kernel)] * 20)};e={','.join([str(expand)] * 20)};"
+                                f"d={','.join([str(depth)] * 5)};r={resolution}")
+
+
+def test_ofa_build_runs_at_its_resolution_and_grows_with_every_choice():
+    import torch
+
+    space = OFASpace()
+    smallest = _uniform_ofa(3, 3, 2, 128)
+    model = space.build(smallest)
+    assert not model.training and model(torch.zeros(2, 3, 128, 128)).shape == (2, 1000)
+    assert space.build(smallest).state_dict()["0.0.weight"].equal(model.state_dict()["0.0.weight"])  # seeded
+    blocks = [m for m in model.modules() if type(m).__name__ == "InvertedResidual"]
+    assert len(blocks) == 1 + 10 and sum(b.residual for b in blocks) == 1 + 5
+    # squeeze-and-excitation in the 40-, 112- and 160-channel stages only: 2 + 2 + 2 layers here
+    assert sum(type(m).__name__ == "SqueezeExcite" for m in model.modules()) == 6
+    assert sum(isinstance(m, torch.nn.Hardswish) for m in model.modules()) == 1 + 3 * 2 * 2 + 2
+    base = space.flops(smallest)
+    for bigger in (_uniform_ofa(5, 3, 2, 128), _uniform_ofa(3, 4, 2, 128), _uniform_ofa(3, 3, 3, 128),
+                   _uniform_ofa(3, 3, 2, 132)):
+        assert space.flops(bigger) > base
+    assert space.params(_uniform_ofa(3, 3, 2, 224)) == space.params(smallest)  # resolution adds no weights
+
+
+def test_ofa_closed_form_counts_equal_counting_the_built_network():
+    from hwlat.spaces._counting import count_flops, count_params
+
+    space = OFASpace()
+    archs = [_uniform_ofa(7, 6, 4, 224), space.from_config(OFA_ARCH), *space.sample(3, seed=7)]
+    flops, params = space.counts(archs)
+    for arch, f, p in zip(archs, flops, params):
+        model = space.build(arch)
+        size = space.resolution(arch)
+        assert count_flops(model, (1, 3, size, size)) == f == space.flops(arch)
+        assert count_params(model) == p == space.params(arch)
+    assert space.counts([])[0].shape == (0,)
+    with pytest.raises(HwlatError, match="single string"):
+        space.counts(archs[0])
+
+
+def test_ofa_blocks_rebuild_mobilenetv3_large_with_its_published_size():
+    """MobileNetV3-Large from the same blocks (its own per-layer kernels and expansions, torchvision's head with a
+    biased 960->1280 linear): torchvision's published 5,483,032 parameters, and ~219 M multiply-adds (paper)."""
+    from torch import nn
+
+    from hwlat.spaces._counting import count_flops, count_params
+    from hwlat.spaces._ofa_model import InvertedResidual, conv_bn
+
+    # (kernel, expanded channels, output channels, SE, h-swish, stride) after the first block, from the paper
+    table = [(3, 64, 24, 0, 0, 2), (3, 72, 24, 0, 0, 1), (5, 72, 40, 1, 0, 2), (5, 120, 40, 1, 0, 1),
+             (5, 120, 40, 1, 0, 1), (3, 240, 80, 0, 1, 2), (3, 200, 80, 0, 1, 1), (3, 184, 80, 0, 1, 1),
+             (3, 184, 80, 0, 1, 1), (3, 480, 112, 1, 1, 1), (3, 672, 112, 1, 1, 1), (5, 672, 160, 1, 1, 2),
+             (5, 960, 160, 1, 1, 1), (5, 960, 160, 1, 1, 1)]
+    layers, c_in = [conv_bn(3, 16, 3, 2, hswish=True), InvertedResidual(16, 16, 3, 1, 1, False, False)], 16
+    for kernel, hidden, c_out, se, hswish, stride in table:
+        layers.append(InvertedResidual(c_in, c_out, kernel, hidden / c_in, stride, bool(hswish), bool(se)))
+        c_in = c_out
+    net = nn.Sequential(*layers, conv_bn(160, 960, hswish=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(960, 1280), nn.Hardswish(), nn.Linear(1280, 1000))
+    assert count_params(net) == 5_483_032
+    assert count_flops(net, (1, 3, 224, 224)) == pytest.approx(219e6, rel=0.02)
+
+
+def test_flops_and_params_proxies_work_on_ofa():
+    """The proxy baselines on OFA: latency proportional to FLOPs is recovered exactly from two samples."""
+    from hwlat.datasets import LatencyDataset
+    from hwlat.predictors import ProxyPredictor
+
+    space = OFASpace()
+    archs = space.sample(40, seed=2)
+    flops, params = space.counts(archs)
+    assert [space.flops(a) for a in archs[:3]] == flops[:3].tolist()
+    dataset = LatencyDataset("ofa", archs, {"source": 1e-8 * flops}, [])
+    for proxy, values in (("flops", flops), ("params", params)):
+        predictor = ProxyPredictor(proxy).fit(dataset).adapt(archs[:2], 2e-8 * values[:2] + 0.5)
+        assert np.allclose(predictor.predict(archs[2:]), 2e-8 * values[2:] + 0.5)
