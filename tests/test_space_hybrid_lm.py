@@ -157,3 +157,19 @@ def test_a_tiny_training_run_lowers_the_validation_loss():
     proxies = zero_cost_proxies(arch, context=32, batch=2, corpus=corpus)
     assert proxies["init_loss"] > result["val_loss"] and proxies["grad_norm"] > 0
     assert corpus.describe()["files_valid"] >= 1 and corpus.describe()["bytes_train"] == corpus.train.size
+
+
+def test_build_seed_redraws_the_weights_and_seed_zero_keeps_the_arch_seeded_init():
+    arch = "w64-h2-f2:mamba,ffn"
+    default, zero, one, again = (list(SPACE.build(arch, **kw).parameters())
+                                 for kw in ({}, {"seed": 0}, {"seed": 1}, {"seed": 1}))
+    assert all(torch.equal(a, b) for a, b in zip(default, zero))
+    assert all(torch.equal(a, b) for a, b in zip(one, again))
+    assert not all(torch.equal(a, b) for a, b in zip(default, one))
+
+
+def test_training_seeds_give_different_losses_and_a_seed_repeats_exactly():
+    corpus = stdlib_corpus(str(Path(hwlat.__file__).parent))
+    budgets = [Budget(steps=4, batch=2, context=16, warmup=1, valid_windows=8, seed=s) for s in (0, 1, 0)]
+    first, other, repeat = (trained_loss("w64-h2-f2:gdn", b, corpus)["val_loss"] for b in budgets)
+    assert first == repeat and first != other

@@ -157,8 +157,8 @@ class HybridLMSpace(BaseSpace):
         return np.array([(_onehot if kind == "onehot" else _counts)(*_parse(a)) for a in archs],
                         dtype=np.float32).reshape(len(archs), -1)
 
-    def build(self, arch: str):  # -> hwlat.spaces._lm_blocks.HybridLM
-        """The causal LM of `arch`, weights seeded from the arch, in eval mode."""
+    def build(self, arch: str, seed: int = 0):  # -> hwlat.spaces._lm_blocks.HybridLM
+        """The causal LM of `arch`, in eval mode; weights seeded from the arch (and `seed`, when not 0)."""
         import torch
 
         from hwlat.spaces._lm_blocks import Attention, FeedForward, GatedDeltaNet, HybridLM, Mamba
@@ -169,7 +169,7 @@ class HybridLMSpace(BaseSpace):
                   "gdn": lambda: GatedDeltaNet(width, heads), "mamba": lambda: Mamba(width, heads),
                   "ffn": lambda: FeedForward(width, ratio)}
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_arch_seed(canonical))
+            torch.manual_seed(_arch_seed(canonical if not seed else f"{canonical}#{seed}"))
             model = HybridLM([makers[b]() for b in blocks], width, VOCAB)
         return model.eval()
 
