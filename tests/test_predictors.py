@@ -94,6 +94,8 @@ def test_save_load_round_trip_without_pickles(fitted, nb201, tmp_path):
     archs = list(nb201.archs[900:1000])
     assert np.allclose(loaded.predict(archs), fitted.predict(archs))
     assert loaded.get_params() == fitted.get_params()
+    with pytest.raises(HwlatError, match="cannot write .*missing"):
+        fitted.save(tmp_path / "missing" / "p.npz")
 
 
 def test_load_refuses_other_files(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import json
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -13,6 +12,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from hwlat._errors import HwlatError
+from hwlat._files import read_npz, write_npz
 from hwlat._version import __version__
 from hwlat.interference._features import TARGETS, FeatureSpec, InterferenceData
 from hwlat.predictors._base import _tuples
@@ -90,24 +90,12 @@ class InterferenceModel(BaseEstimator, abc.ABC):
                   "trained_on": self.trained_on_}
         arrays = {"log_range": self.log_range_, **{f"spec.{k}": v for k, v in spec_arrays.items()},
                   **{f"state.{k}": v for k, v in self._state().items()}}
-        path = Path(path)
-        try:
-            with path.open("wb") as stream:
-                np.savez(stream, header=np.asarray(json.dumps(header)), **arrays)
-        except OSError as error:
-            raise HwlatError(f"cannot write {path}: {error.strerror}") from None
-        return path
+        return write_npz(path, header, arrays)
 
     @staticmethod
     def load(path: str | os.PathLike) -> InterferenceModel:
         """A model written by `save`, fitted as it was."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-            header = json.loads(str(arrays.pop("header")))
-        except (OSError, ValueError, KeyError, EOFError) as error:
-            raise HwlatError(f"{path}: not a saved hwlat interference model "
-                             f"({error or type(error).__name__})") from None
+        header, arrays = read_npz(path, "hwlat interference model")
         if header.get("format") != "hwlat-interference-model" or header.get("version") != FORMAT_VERSION:
             raise HwlatError(f"{path}: unsupported interference model file (format {header.get('format')!r}, "
                              f"version {header.get('version')!r}; this hwlat reads version {FORMAT_VERSION})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from hwlat._errors import HwlatError
+from hwlat._files import read_npz, write_npz
 from hwlat._version import __version__
 from hwlat.datasets import LatencyDataset
 from hwlat.spaces import get_space
@@ -133,20 +133,12 @@ class BasePredictor(BaseEstimator, abc.ABC):
         if self.samples_ is not None:
             arrays["adapt.archs"] = np.asarray(self.samples_[0], dtype=str)
             arrays["adapt.latency"] = self.samples_[1]
-        path = Path(path)
-        with path.open("wb") as stream:
-            np.savez(stream, header=np.asarray(json.dumps(header)), **arrays)
-        return path
+        return write_npz(path, header, arrays)
 
     @staticmethod
     def load(path: str | os.PathLike) -> BasePredictor:
         """A predictor written by `save`, fitted and (if it was) adapted again."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-            header = json.loads(str(arrays.pop("header")))
-        except (OSError, ValueError, KeyError, EOFError) as error:  # EOFError: an empty file
-            raise HwlatError(f"{path}: not a saved hwlat predictor ({error or type(error).__name__})") from None
+        header, arrays = read_npz(path, "hwlat predictor")
         if header.get("format") != "hwlat-predictor" or header.get("version") != FORMAT_VERSION:
             raise HwlatError(f"{path}: unsupported predictor file (format {header.get('format')!r}, "
                              f"version {header.get('version')!r}; this hwlat reads version {FORMAT_VERSION})")
