@@ -110,7 +110,7 @@ def trained_loss(arch: str, budget: Budget = Budget(), corpus: Corpus | None = N
     from hwlat.spaces import get_space
 
     corpus = corpus or stdlib_corpus()
-    model = (get_space(space).build(arch, seed=budget.seed) if budget.seed else get_space(space).build(arch)).train()
+    model = get_space(space).build(arch, seed=budget.seed).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=0.1, betas=(0.9, 0.95))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / budget.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(step, budget.steps) / budget.steps)))
