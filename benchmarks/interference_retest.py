@@ -12,7 +12,11 @@ same `scenario_id`), and the script prints:
   predicts a second measurement of the scenario), and that / sqrt(2), the expected error of a predictor of the
   scenario's mean slowdown when both measurements have independent errors of the same size;
 - for the long-phase runs, the same error between their two runs over the whole phase and over its first 2 s
-  (the same runs truncated, `slowdown_first2s`), which says whether longer phases reduce the noise.
+  (the same runs truncated, `slowdown_first2s`), which says whether longer phases reduce the noise;
+- pinned pilot: the same sample recorded twice with `--placement pinned` (fixed cores per process, runtime threads
+  that sleep instead of spin-waiting), runs a and b in separate lock holds at different moments; the error between
+  the two runs says whether a controlled placement makes slowdowns repeatable. Pinned slowdowns are a different
+  quantity from the dataset's free ones, so they are compared with each other only.
 
     python benchmarks/interference_retest.py                       # record what is missing, then report
     python benchmarks/interference_retest.py --report-only         # report from data/interference-cpu/retest.csv
@@ -64,16 +68,17 @@ def stored(db: Path) -> int:
         return len(store.scenarios_frame())
 
 
-def record(runs: list[tuple[pd.DataFrame, float, Path]]) -> None:
-    """Record the rows of each run again (rows, phase seconds, store): one `record` call per workload and
-    intensity, all under one hold of the benchmark lock."""
+def record(runs: list[tuple[pd.DataFrame, float, str, Path]]) -> None:
+    """Record the rows of each run again (rows, phase seconds, placement, store): one `record` call per workload
+    and intensity, all under one hold of the benchmark lock."""
     commands = []
-    for rows, phase_s, db in runs:
+    for rows, phase_s, placement, db in runs:
         for (workload, intensity), group in rows.groupby(["workload", "intensity"], sort=False):
             commands.append([sys.executable, "-m", "hwlat", "interference", "record",
                              *[a for t in sorted({target_spec(r) for r in group.itertuples()}) for a in ("--target", t)],
                              "--workload", workload, "--intensity", str(intensity), "--phase", str(phase_s),
-                             "--interval", str(float(group["interval_s"].iloc[0])), "--attempts", "2",
+                             "--interval", str(float(group["interval_s"].iloc[0])), "--placement", placement,
+                             "--attempts", "2",
                              "--quiet-wait", "3", "--db", str(db), "--json"])
     script = " && ".join(shlex.join(c) for c in commands)
     done = subprocess.run(["flock", LOCK, "sh", "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -101,7 +106,8 @@ def retest_rows(db: Path, run: str, originals: pd.DataFrame, work: Path) -> pd.D
     key = ["target", "target_runtime", "target_threads", "workload", "intensity"]
     ids = originals[key + ["scenario_id"]].rename(columns={"scenario_id": "original_id"})
     matched = scenarios.merge(ids, on=key, how="inner")
-    keep = ["original_id", *key, "phase_s", *SLOWDOWNS, *(f"{s}_first2s" for s in SLOWDOWNS), "isolated_median_ms",
+    keep = ["original_id", *key, "placement", "phase_s", *SLOWDOWNS, *(f"{s}_first2s" for s in SLOWDOWNS),
+            "isolated_median_ms",
             "colocated_n", "disturbed", "attempts", "background_util", "created_at"]
     return matched[keep].rename(columns={"original_id": "scenario_id"}).assign(run=run)
 
@@ -135,7 +141,7 @@ def report(retest: pd.DataFrame, originals: pd.DataFrame) -> dict:
     worst = both.assign(ape=np.abs(both["slowdown"] / both["orig_slowdown"] - 1) * 100).nlargest(3, "ape")
     print("  largest differences:", [(f"{r.target_runtime}-t{r.target_threads}", r.workload[:24],
                                       round(r.orig_slowdown, 2), round(r.slowdown, 2)) for r in worst.itertuples()])
-    runs = sorted(r for r in retest["run"].unique() if r != "phase2")
+    runs = sorted(r for r in retest["run"].unique() if r.startswith("phase") and r != "phase2")
     if len(runs) == 2:
         a, b = (retest[retest["run"] == r].set_index("scenario_id") for r in runs)
         common = a.index.intersection(b.index)
@@ -157,6 +163,54 @@ def report(retest: pd.DataFrame, originals: pd.DataFrame) -> dict:
         print(f"  vs the original 2 s recording: run a whole {mae(a['slowdown'], orig['slowdown']):.2f}, "
               f"first 2 s {mae(a['slowdown_first2s'], orig['slowdown']):.2f}; run b whole "
               f"{mae(b['slowdown'], orig['slowdown']):.2f}, first 2 s {mae(b['slowdown_first2s'], orig['slowdown']):.2f}")
+    if {"pinned-a", "pinned-b"} <= set(retest["run"]):
+        figures.update(pinned_report(retest, original))
+    return figures
+
+
+def pinned_report(retest: pd.DataFrame, original: pd.DataFrame) -> dict:
+    """Test-retest of the pinned pilot: run b against run a, as the free retest is reported (MAE relative to a)."""
+    a, b = (retest[retest["run"] == r].set_index("scenario_id") for r in ("pinned-a", "pinned-b"))
+    common = a.index.intersection(b.index)
+    a, b = a.loc[common], b.loc[common]
+    figures = {}
+    for name, keep in (("all", pd.Series(True, index=common)),
+                       ("both undisturbed", (a["disturbed"] == 0) & (b["disturbed"] == 0))):
+        values = {s: mae(b.loc[keep, s], a.loc[keep, s]) for s in SLOWDOWNS}
+        median_ape = float(np.median(np.abs(b.loc[keep, "slowdown"] / a.loc[keep, "slowdown"] - 1)) * 100)
+        figures[f"pinned {name}"] = {"n": int(keep.sum()), **values, "median_ape": median_ape}
+        print(f"pinned placement, run b vs run a ({name}, n={int(keep.sum())}): MAE % slowdown "
+              f"{values['slowdown']:.2f} (/sqrt2 {values['slowdown'] / np.sqrt(2):.2f}), median APE {median_ape:.2f}, "
+              f"MAE p90 {values['slowdown_p90']:.2f}, MAE p99 {values['slowdown_p99']:.2f}")
+    print(f"  disturbed: run a {int(a['disturbed'].sum())}, run b {int(b['disturbed'].sum())} of {len(common)}; "
+          f"recorded {a['created_at'].min()[:16]} and {b['created_at'].min()[:16]}")
+    spread = pd.concat([a["slowdown"], b["slowdown"]], axis=1).max(axis=1)
+    calm = spread < COLLAPSE
+    print(f"  without scenarios that collapsed (slowdown >= {COLLAPSE:g} in a run; n={int(calm.sum())}): MAE % "
+          f"slowdown {mae(b.loc[calm, 'slowdown'], a.loc[calm, 'slowdown']):.2f}")
+    for low, high in ((0, 1.2), (1.2, 2.0), (2.0, np.inf)):
+        rows = spread.ge(low) & spread.lt(high)
+        if rows.any():
+            value = mae(b.loc[rows, "slowdown"], a.loc[rows, "slowdown"])
+            figures[f"pinned size [{low}, {high})"] = {"n": int(rows.sum()), "slowdown": value}
+            print(f"  larger of the two slowdowns in [{low}, {high}): n={int(rows.sum())}, MAE % {value:.2f}")
+    ape = (np.abs(b["slowdown"] / a["slowdown"] - 1) * 100).sort_values(ascending=False)
+    print("  largest differences:", [(f"{a.at[i, 'target_runtime']}-t{a.at[i, 'target_threads']}",
+                                      a.at[i, "workload"][:24], round(float(a.at[i, "slowdown"]), 2),
+                                      round(float(b.at[i, "slowdown"]), 2)) for i in ape.index[:3]])
+    tail = (np.abs(b["slowdown_p90"] / a["slowdown_p90"] - 1) * 100).sort_values(ascending=False)
+    print(f"  MAE p90 without its largest difference (n={len(tail) - 1}): {tail.iloc[1:].mean():.2f} "
+          f"({a.at[tail.index[0], 'target_runtime']}-t{a.at[tail.index[0], 'target_threads']} beside "
+          f"{a.at[tail.index[0], 'workload'][:24]}: p90 slowdown {a.at[tail.index[0], 'slowdown_p90']:.2f} vs "
+          f"{b.at[tail.index[0], 'slowdown_p90']:.2f})")
+    drift = np.abs(b["isolated_median_ms"] / a["isolated_median_ms"] - 1) * 100
+    print(f"  isolated medians, run b vs run a: mean change {drift.mean():.2f} %, max {drift.max():.2f} %")
+    free = original.loc[common, "slowdown"]
+    iso = a["isolated_median_ms"] / original.loc[common, "isolated_median_ms"]
+    print(f"  (a different quantity, not a retest) pinned run a / original free slowdown: median "
+          f"{float(np.median(a['slowdown'] / free)):.3f}, pinned mean {a['slowdown'].mean():.2f}x vs free "
+          f"{free.mean():.2f}x; isolated median pinned / free: torch 2 threads "
+          f"{iso[a['target_threads'] > 1].median():.2f}x, 1 thread {iso[a['target_threads'] == 1].median():.2f}x")
     return figures
 
 
@@ -180,6 +234,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/hwlat-interference-retest"))
     parser.add_argument("--report-only", action="store_true", help="only report from data/interference-cpu/retest.csv")
+    parser.add_argument("--runs", default="all", help="comma-separated lock holds to record when missing: phase2, "
+                        "long, pinned-a, pinned-b (default all); the report reads every run that is stored")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     originals = pd.read_csv(DATA / "scenarios.csv")
@@ -187,17 +243,23 @@ def main() -> None:
         args.work.mkdir(parents=True, exist_ok=True)
         chosen = sample(originals, args.count, args.seed)
         long = chosen.iloc[np.unique(np.linspace(0, len(chosen) - 1, args.long_count).round().astype(int))]
-        runs = [("phase2", chosen, float(originals["phase_s"].iloc[0])),
-                (f"phase{args.long_phase:g}-a", long, args.long_phase),
-                (f"phase{args.long_phase:g}-b", long, args.long_phase)]
-        missing = [(rows, phase_s, args.work / f"{run}.sqlite") for run, rows, phase_s in runs
-                   if stored(args.work / f"{run}.sqlite") < len(rows)]
-        for phase_s in sorted({m[1] for m in missing}):  # one lock hold per phase length (5-8 min each)
-            chunk = [m for m in missing if m[1] == phase_s]
-            if chunk:
-                print(f"recording {', '.join(db.stem for _, _, db in chunk)}", flush=True)
-                record(chunk)
-        frames = [retest_rows(args.work / f"{run}.sqlite", run, rows, args.work / "export") for run, rows, _ in runs]
+        phase_s = float(originals["phase_s"].iloc[0])
+        # run name, rows, phase seconds, placement, lock hold (each hold records its runs back to back, 5-8 min)
+        runs = [("phase2", chosen, phase_s, "free", "phase2"),
+                (f"phase{args.long_phase:g}-a", long, args.long_phase, "free", "long"),
+                (f"phase{args.long_phase:g}-b", long, args.long_phase, "free", "long"),
+                ("pinned-a", chosen, phase_s, "pinned", "pinned-a"),
+                ("pinned-b", chosen, phase_s, "pinned", "pinned-b")]
+        holds = [h for h in dict.fromkeys(run[4] for run in runs) if args.runs == "all" or h in args.runs.split(",")]
+        for hold in holds:
+            missing = [(rows, seconds, placement, args.work / f"{run}.sqlite")
+                       for run, rows, seconds, placement, h in runs
+                       if h == hold and stored(args.work / f"{run}.sqlite") < len(rows)]
+            if missing:
+                print(f"recording {', '.join(m[3].stem for m in missing)}", flush=True)
+                record(missing)
+        frames = [retest_rows(args.work / f"{run}.sqlite", run, rows, args.work / "export")
+                  for run, rows, *_ in runs if (args.work / f"{run}.sqlite").exists()]
         retest = pd.concat(frames, ignore_index=True)
         retest.to_csv(DATA / "retest.csv", index=False)
         print(f"wrote {DATA / 'retest.csv'} ({len(retest)} re-recordings)")

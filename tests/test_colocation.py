@@ -1,4 +1,5 @@
-"""Co-location recording: clean start and stop of co-runners (incl. SIGINT/SIGTERM), sampling, store, dataset."""
+"""Co-location recording: clean start and stop of co-runners (incl. SIGINT/SIGTERM), sampling, store, dataset,
+and the pinned placement (fixed cores, passive runtime threads)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pytest
 from hwlat._errors import HwlatError
 from hwlat.profilers import (ModelSpec, WorkloadMix, export_colocation_dataset, load_colocation_dataset,
                              record_colocation, scenarios_from)
+from hwlat.profilers._colocation import _Processes
+from hwlat.profilers._colocation_spec import pinned_cpus
 from hwlat.profilers._sysmetrics import sample_series
 from hwlat.store import ColocationStore
 
@@ -74,10 +77,12 @@ def test_workload_names_split_on_plus_outside_architectures():
     (["onnx:/no/such/model.onnx@ort-t1"], ["cpu-x1"], [1.0], "does not exist"),
     ([f"nb201:{CELL}@ort-t1"], ["cpu-x1"], [1.5], "intensity (duty cycle) must be in (0, 1]"),
     (["nb201:|bad|@ort-t1"], ["cpu-x1"], [1.0], "nb201"),
+    ([f"nb201:{CELL}@ort-t1"], ["cpu-x1"], [1.0, "spread"], "placement must be one of free, pinned, got 'spread'"),
 ])
 def test_bad_specs_raise_one_line_errors(targets, workloads, intensities, message):
+    placement = intensities.pop() if isinstance(intensities[-1], str) else "free"
     with pytest.raises(HwlatError) as error:
-        scenarios_from(targets, workloads, intensities)
+        scenarios_from(targets, workloads, intensities, placement=placement)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -85,9 +90,80 @@ def test_cli_bad_input_is_one_line_without_traceback(hwlat, tmp_path):
     code, out, err = hwlat("interference", "record", "--target", f"nb201:{CELL}@ort-t1", "--workload", "cpu-x1+oops",
                            "--db", str(tmp_path / "db.sqlite"))
     assert code == 2 and err.strip().startswith("error: bad co-runner 'oops'") and len(err.strip().splitlines()) == 1
+    code, _, err = hwlat("interference", "record", "--target", f"nb201:{CELL}@ort-t1", "--workload", "cpu-x1",
+                         "--placement", "spread", "--db", str(tmp_path / "db.sqlite"))
+    assert code == 2 and err.strip() == "error: placement must be one of free, pinned, got 'spread'"
     code, _, err = hwlat("interference", "export", "--out", str(tmp_path / "out"),
                          "--db", str(tmp_path / "none.sqlite"))
     assert code == 2 and "does not exist" in err and "Traceback" not in err
+
+
+def test_placement_is_part_of_the_scenario_and_free_keeps_the_dataset_ids():
+    free, pinned = (scenarios_from([f"nb201:{CELL}@torch-t1"], ["cpu-x2"], [1.0], placement=p)[0]
+                    for p in ("free", "pinned"))
+    assert free.placement == "free" and pinned.placement == "pinned" and free.scenario_id != pinned.scenario_id
+    assert free.cpus([0, 1]) == (None, (None, None))
+    assert pinned.cpus([0, 1]) == ((0,), ((1,), (0,)))  # round-robin from core 1: the second shares the target's core
+    assert pinned_cpus(2, [1, 2, 1], [0, 1, 2, 3]) == ((0, 1), ((1,), (2, 3), (0,)))
+    assert pinned_cpus(4, [3], [5, 7]) == ((5, 7), ((5, 7),))  # never more cores than there are
+    shipped = PROJECT_ROOT / "data" / "interference-cpu" / "scenarios.csv"
+    if shipped.is_file():  # ids of scenarios recorded before placements existed are unchanged
+        rows = pd.read_csv(shipped, dtype={"scenario_id": str}).head(5)
+        short = {"onnxruntime": "ort", "torch": "torch", "tvm": "tvm"}
+        for row in rows.itertuples():
+            again = scenarios_from([f"{row.target}@{short[row.target_runtime]}-t{row.target_threads}"],
+                                   [row.workload], [row.intensity], stagger_s=row.stagger_s, phase_s=row.phase_s,
+                                   interval_s=row.interval_s)[0]
+            assert again.scenario_id == row.scenario_id
+
+
+def _threads_affinity(pid: int) -> set[tuple[int, ...]]:
+    """The distinct CPU sets of every thread of process `pid`."""
+    return {tuple(sorted(os.sched_getaffinity(int(tid)))) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two usable cores")
+def test_pinned_processes_run_on_their_cores_with_passive_threads(tiny_onnx):
+    scenario = scenarios_from([f"onnx:{tiny_onnx}@ort-t1"], [f"cpu-x1+onnx:{tiny_onnx}@ort-t1"], [1.0],
+                              placement="pinned")[0]
+    target_cpus, corunner_cpus = scenario.cpus(sorted(os.sched_getaffinity(0)))
+    processes = _Processes()
+    try:
+        target, corunners = processes.ready(scenario)
+        assert target.facts["cpus"] == list(target_cpus)  # what the child reports after loading the engine
+        for child, cpus in [(target.child, target_cpus), *zip(corunners, corunner_cpus)]:
+            assert _threads_affinity(child.pid) == {cpus}, child.label  # engine threads inherit the affinity
+            environ = Path(f"/proc/{child.pid}/environ").read_bytes().split(b"\0")
+            assert b"OMP_WAIT_POLICY=PASSIVE" in environ
+        free = scenarios_from([f"onnx:{tiny_onnx}@ort-t1"], ["cpu-x1"], [1.0])[0]
+        target, corunners = processes.ready(free)  # the pinned processes are not reused for a free scenario
+        everywhere = tuple(sorted(os.sched_getaffinity(0)))
+        assert target.facts["cpus"] == list(everywhere) and _threads_affinity(corunners[0].pid) == {everywhere}
+    finally:
+        processes.close()
+
+
+def test_onnxruntime_without_spinning_is_a_setting():
+    from hwlat.profilers.runtimes import get_runtime
+
+    spinning, passive = get_runtime("onnxruntime", 2), get_runtime("onnxruntime", 2, spinning=False)
+    assert "spinning" not in spinning.settings() and spinning.platform_suffix() == ""  # existing keys unchanged
+    assert passive.settings()["spinning"] is False and passive.platform_suffix() == "/nospin"
+
+
+def test_stores_without_placement_are_upgraded(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "db.sqlite"
+    with ColocationStore(db) as store:
+        store.add_scenario(ROW, {}, {})
+    with sqlite3.connect(db) as connection:  # the table as it was before placements existed
+        connection.execute("ALTER TABLE colocation_scenarios DROP COLUMN placement")
+    with ColocationStore(db, create=False) as store:
+        assert store.scenarios_frame()["placement"].tolist() == ["free"]
+        store.add_scenario({**ROW, "scenario_id": "s2", "placement": "pinned"}, {}, {})
+        assert store.scenarios_frame()["placement"].tolist() == ["free", "pinned"]
 
 
 def test_sampling_follows_the_interval():
@@ -103,15 +179,18 @@ def test_sampling_follows_the_interval():
         assert f"cpu{psutil.cpu_count() - 1}_util" in row
 
 
+#: a scenario row as the recorder writes it (without `placement`, as rows were before placements existed)
+ROW = {"scenario_id": "s1", "workload": "cpu-x1", "workload_family": "cpu", "target": "t", "target_runtime": "torch",
+       "target_threads": 1, "corunners": [], "n_corunner_procs": 1, "intensity": 1.0, "stagger_s": 0.0,
+       "phase_s": 1.0, "interval_s": 0.1, "isolated_median_ms": 1.0, "isolated_p90_ms": 1.0, "isolated_p99_ms": 1.0,
+       "isolated_after_median_ms": 1.0, "colocated_median_ms": 2.0, "colocated_p90_ms": 2.0,
+       "colocated_p99_ms": 2.0, "colocated_n": 3, "slowdown": 2.0, "slowdown_p90": 2.0, "slowdown_p99": 2.0,
+       "disturbed": 0, "attempts": 1, "background_util": 0.0, "runtime_version": "x", "device_id": "d"}
+
+
 def test_a_failing_scenario_leaves_no_half_record(tmp_path):
     store = ColocationStore(tmp_path / "db.sqlite")
-    row = {"scenario_id": "s1", "workload": "cpu-x1", "workload_family": "cpu", "target": "t",
-           "target_runtime": "torch", "target_threads": 1, "corunners": [], "n_corunner_procs": 1, "intensity": 1.0,
-           "stagger_s": 0.0, "phase_s": 1.0, "interval_s": 0.1, "isolated_median_ms": 1.0, "isolated_p90_ms": 1.0,
-           "isolated_p99_ms": 1.0, "isolated_after_median_ms": 1.0, "colocated_median_ms": 2.0,
-           "colocated_p90_ms": 2.0, "colocated_p99_ms": 2.0, "colocated_n": 3, "slowdown": 2.0, "slowdown_p90": 2.0,
-           "slowdown_p99": 2.0, "disturbed": 0, "attempts": 1, "background_util": 0.0, "runtime_version": "x",
-           "device_id": "d"}
+    row = ROW
     with pytest.raises(ValueError):  # the series is written after the scenario row, in the same transaction
         store.add_scenario(row, {"colocated": ([0.1], [2.0])}, {"colocated": [{"step": "not a step", "t_s": 0.1}]})
     assert store.completed_scenarios("d") == set() and store.scenarios_frame().empty
@@ -126,26 +205,34 @@ def test_record_resume_export_and_load(tmp_path, tiny_onnx):
     scenarios = scenarios_from([f"onnx:{tiny_onnx}@ort-t1"], ["cpu-x1", "cache-x1+membw-x1"], [1.0],
                                phase_s=0.4, interval_s=0.05)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
+    pinned = scenarios_from([f"onnx:{tiny_onnx}@ort-t1"], ["cpu-x1"], [1.0], phase_s=0.4, interval_s=0.05,
+                            placement="pinned")
+    scenarios = scenarios + pinned
     first = record_colocation(scenarios[:1], store=db, tolerance=10.0, quiet_wait_s=0)
     assert (first.recorded, first.skipped, first.failed) == (1, 0, [])
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before  # all targets and co-runners stopped
     again = record_colocation(scenarios, store=db, tolerance=10.0, quiet_wait_s=0)
-    assert (again.recorded, again.skipped) == (1, 1)  # only the scenario not stored yet
+    assert (again.recorded, again.skipped) == (2, 1)  # only the scenarios not stored yet
 
     counts = export_colocation_dataset(db, tmp_path / "dataset")
     frame, metrics = load_colocation_dataset(tmp_path / "dataset")
-    assert counts["scenarios"] == len(frame) == 2 and set(frame["scenario_id"]) == {s.scenario_id for s in scenarios}
+    assert counts["scenarios"] == len(frame) == 3 and set(frame["scenario_id"]) == {s.scenario_id for s in scenarios}
+    placements = frame.set_index("scenario_id")["placement"]
+    assert placements[pinned[0].scenario_id] == "pinned" and (placements.drop(pinned[0].scenario_id) == "free").all()
+    frame.drop(columns="placement").to_csv(tmp_path / "dataset" / "scenarios.csv", index=False)
+    assert (load_colocation_dataset(tmp_path / "dataset")[0]["placement"] == "free").all()  # older exports: free
     assert set(frame["workload"]) == {"cpu-x1", "cache-x1+membw-x1"} and set(frame["target"]) == {"onnx:tiny"}
     assert (frame["slowdown"] == frame["colocated_median_ms"] / frame["isolated_median_ms"]).all()
     assert frame.loc[frame["workload"] != "cpu-x1", "n_corunner_procs"].eq(2).all()
     assert json.loads(frame["corunners"].iloc[0])[0]["kind"] == "cpu"
-    assert len(metrics) == 2 * 4 * 8 and metrics["cpu_util_mean"].dtype == np.float32
+    assert len(metrics) == 3 * 4 * 8 and metrics["cpu_util_mean"].dtype == np.float32
     by_phase = metrics.groupby("phase")["target_inferences"].sum()
     assert by_phase["corunners"] == 0 and (by_phase.drop("corunners") > 0).all()
     inferences = pd.read_parquet(tmp_path / "dataset" / "inferences.parquet")
     assert len(inferences) == counts["inferences"] and set(inferences["phase"]) == {"isolated_before", "colocated",
                                                                                    "isolated_after"}
-    assert "2 scenarios" in (tmp_path / "dataset" / "README.md").read_text()
+    card = (tmp_path / "dataset" / "README.md").read_text()
+    assert "3 scenarios" in card and "2 free, 1 pinned" in card
 
 
 def test_load_names_missing_columns(tmp_path):

@@ -44,6 +44,9 @@ def record(
     stagger: float = typer.Option(0.0, help="Seconds between the starts of successive co-runner processes."),
     phase: float = typer.Option(2.0, help="Seconds of each phase (isolated, co-runners, co-located, isolated)."),
     interval: float = typer.Option(0.1, help="Seconds between system-metric samples."),
+    placement: str = typer.Option("free", help="free: the scheduler places the processes; pinned: fixed cores "
+                                  "per process (target from core 0, co-runners round-robin from core 1) and "
+                                  "runtime threads that sleep instead of spin-waiting."),
     tolerance: float = typer.Option(0.1, help="Relative before/after change of the isolated median that marks a "
                                     "scenario disturbed."),
     attempts: int = typer.Option(3, help="Tries per scenario while it comes out disturbed."),
@@ -59,7 +62,7 @@ def record(
 
     scenarios = scenarios_from([*(target or []), *_lines(targets, "targets")],
                                [*(workload or []), *_lines(workloads, "workloads")], list(intensity or [1.0]),
-                               stagger_s=stagger, phase_s=phase, interval_s=interval)
+                               stagger_s=stagger, phase_s=phase, interval_s=interval, placement=placement)
     console = Console(stderr=True)
     columns = (TextColumn("[bold]co-location"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())

@@ -3,8 +3,8 @@
 Every target and co-runner runs in its own process and session (`ChildProcess`), so the recorder decides when
 they stop: on normal exit, on an exception, on Ctrl-C and on SIGTERM they get end of input, then SIGTERM, then
 SIGKILL for their whole process group. Co-runner processes are reused across the scenarios of one workload and
-target processes across workloads; they idle between phases. Each scenario is committed whole, so a rerun
-resumes with the first scenario that is not stored.
+target processes across workloads (both per placement); they idle between phases. Each scenario is committed
+whole, so a rerun resumes with the first scenario that is not stored.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from hwlat._errors import HwlatError
 from hwlat.profilers._colocation_dataset import export_colocation_dataset, load_colocation_dataset
-from hwlat.profilers._colocation_spec import ModelSpec, Scenario, WorkloadMix, scenarios_from
+from hwlat.profilers._colocation_spec import PASSIVE_ENV, ModelSpec, Scenario, WorkloadMix, scenarios_from
 from hwlat.profilers._sysmetrics import metrics_between, sample_series, snapshot
 from hwlat.profilers._worker import THREAD_ENV_VARS
 from hwlat.store._colocation import PHASES, ColocationStore
@@ -42,17 +42,24 @@ KEPT_TARGETS = 16
 
 
 class ChildProcess:
-    """A target or co-runner process in its own session, speaking JSON lines (see `_colocation_child`)."""
+    """A target or co-runner process in its own session, speaking JSON lines (see `_colocation_child`).
 
-    def __init__(self, spec: dict, threads: int, label: str) -> None:
+    With `cpus` the process is pinned to them and its runtime threads wait passively (`PASSIVE_ENV`).
+    """
+
+    def __init__(self, spec: dict, threads: int, label: str, cpus: tuple[int, ...] | None = None) -> None:
         self.label = label
-        env = {**os.environ, **{name: str(threads) for name in THREAD_ENV_VARS}}
+        env = {**os.environ, **{name: str(threads) for name in THREAD_ENV_VARS}, **(PASSIVE_ENV if cpus else {})}
         self._log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hwlat.profilers._colocation_child"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1, start_new_session=True, env=env)
         self._answers: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True, name=f"hwlat-child-{self.process.pid}").start()
+        if cpus:
+            model = spec.get("model") or {}
+            spec = {**spec, "cpus": list(cpus),
+                    "runtime_settings": {"spinning": False} if model.get("runtime") == "onnxruntime" else {}}
         self.send({**spec, "parent": os.getpid()})
 
     @property
@@ -155,8 +162,14 @@ class _Target:
     facts: dict
 
 
+def _key(name: str, scenario: Scenario) -> str:
+    """Which running process can serve `scenario`: same target or workload `name`, same placement."""
+    return f"{name} [{scenario.placement}]"
+
+
 class _Processes:
-    """Target processes by label (the most recent `KEPT_TARGETS` kept) and the co-runner processes of one workload."""
+    """Target processes by label and placement (the most recent `KEPT_TARGETS` kept) and the co-runner processes
+    of one workload and placement."""
 
     def __init__(self) -> None:
         self.targets: OrderedDict[str, _Target] = OrderedDict()
@@ -166,31 +179,34 @@ class _Processes:
     def ready(self, scenario: Scenario) -> tuple[_Target, list[ChildProcess]]:
         """Start the processes `scenario` needs that are not running yet, all at once, then wait until each loaded."""
         starting = []
-        if self.workload != scenario.workload.name:
+        target_cpus, corunner_cpus = scenario.cpus(sorted(os.sched_getaffinity(0)))
+        if self.workload != _key(scenario.workload.name, scenario):
             self.drop_corunners()
-            for corunner in scenario.corunners:
+            for corunner, cpus in zip(scenario.corunners, corunner_cpus):
                 spec = {"kind": corunner.kind, "model": asdict(corunner.model) if corunner.model else None}
-                self.corunners.append(ChildProcess(spec, corunner.threads, f"co-runner {corunner.as_dict()['name']}"))
-            self.workload = scenario.workload.name
+                self.corunners.append(ChildProcess(spec, corunner.threads, f"co-runner {corunner.as_dict()['name']}",
+                                                   cpus))
+            self.workload = _key(scenario.workload.name, scenario)
             starting += self.corunners
-        model = scenario.target
-        if model.label in self.targets:
-            self.targets.move_to_end(model.label)
+        model, key = scenario.target, _key(scenario.target.label, scenario)
+        if key in self.targets:
+            self.targets.move_to_end(key)
         else:
             while len(self.targets) >= KEPT_TARGETS:
                 stop_children([self.targets.popitem(last=False)[1].child])
-            child = ChildProcess({"kind": "model", "model": asdict(model)}, model.threads, f"target {model.label}")
-            self.targets[model.label] = _Target(child, {})  # registered at once, so an interrupt stops it
+            child = ChildProcess({"kind": "model", "model": asdict(model)}, model.threads, f"target {model.label}",
+                                 target_cpus)
+            self.targets[key] = _Target(child, {})  # registered at once, so an interrupt stops it
             starting.append(child)
-        target = self.targets[model.label]
+        target = self.targets[key]
         for child in starting:
             answer = child.receive(STARTUP_TIMEOUT_S, "start-up")
             if child is target.child:
                 target.facts = answer
         return target, self.corunners
 
-    def drop_target(self, model: ModelSpec) -> None:
-        target = self.targets.pop(model.label, None)
+    def drop_target(self, scenario: Scenario) -> None:
+        target = self.targets.pop(_key(scenario.target.label, scenario), None)
         if target is not None:
             stop_children([target.child])
 
@@ -321,7 +337,7 @@ def _record_one(scenario: Scenario, processes: _Processes, store: ColocationStor
             if not row["disturbed"]:
                 break
     except HwlatError as exc:  # a process failed to load or died: restart them for the next scenario
-        processes.drop_target(scenario.target)
+        processes.drop_target(scenario)
         processes.drop_corunners()
         return {"error": str(exc)}
     inferences = {phase: (ends, latencies) for phase, (ends, latencies, _) in phases.items() if phase != "corunners"}
@@ -374,7 +390,7 @@ def _scenario_row(scenario: Scenario, phases: dict, facts: dict, device_id: str,
         "target_flops": facts.get("flops"), "target_params": facts.get("params"),
         "corunners": [c.as_dict() for c in corunners], "n_corunner_procs": len(corunners),
         "intensity": scenario.intensity, "stagger_s": scenario.stagger_s, "phase_s": scenario.phase_s,
-        "interval_s": scenario.interval_s, "isolated_median_ms": isolated,
+        "interval_s": scenario.interval_s, "placement": scenario.placement, "isolated_median_ms": isolated,
         "isolated_p90_ms": float(np.percentile(before, 90)), "isolated_p99_ms": float(np.percentile(before, 99)),
         "isolated_after_median_ms": after_median, "colocated_median_ms": median, "colocated_p90_ms": p90,
         "colocated_p99_ms": p99, "colocated_n": int(colocated.size), "slowdown": median / isolated,

@@ -1,8 +1,9 @@
 """A co-location helper process: a target that times inferences on request, or a co-runner that loads the machine.
 
 Started by `_colocation.ChildProcess` as ``python -m hwlat.profilers._colocation_child`` in its own session, it
-reads one JSON spec line, then JSON commands on stdin, and answers JSON lines on its private copy of stdout
-(fd 1 itself is redirected to stderr so library output cannot corrupt the protocol). It exits on end of input,
+reads one JSON spec line (with `cpus`, it pins itself to those CPUs before loading any engine, so every thread
+it starts inherits the affinity), then JSON commands on stdin, and answers JSON lines on its private copy of
+stdout (fd 1 itself is redirected to stderr so library output cannot corrupt the protocol). It exits on end of input,
 and dies with its parent (Linux parent-death signal, plus a check that the parent is still the one that
 started it).
 """
@@ -49,7 +50,7 @@ def _prepare(spec: dict):
     from hwlat.profilers.runtimes import get_runtime
 
     model = ModelSpec(**spec["model"])
-    runtime = get_runtime(model.runtime, model.threads)
+    runtime = get_runtime(model.runtime, model.threads, **spec.get("runtime_settings", {}))
     workload = model.workload()
     timer = runtime.prepare(workload)
     started = time.perf_counter()
@@ -105,6 +106,8 @@ def main() -> int:
 
     spec = json.loads(sys.stdin.readline() or "{}")
     _die_with_parent(spec.get("parent", os.getppid()))
+    if spec.get("cpus"):
+        os.sched_setaffinity(0, spec["cpus"])
     commands: queue.Queue = queue.Queue()
     threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()
     try:
@@ -113,7 +116,7 @@ def main() -> int:
         text = str(exc).strip().splitlines()
         send({"error": f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__})
         return 1
-    send({"ready": True, **facts})
+    send({"ready": True, "cpus": sorted(os.sched_getaffinity(0)), **facts})
     while (command := commands.get()) is not None:
         if command["cmd"] == "run":
             send(_run_target(work, command))

@@ -115,6 +115,8 @@ def load_colocation_dataset(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.D
     if orphans:
         raise HwlatError(f"{path / 'metrics.parquet'}: {len(orphans)} scenario id(s) not in scenarios.csv")
     scenarios["created_at"] = pd.to_datetime(scenarios["created_at"], utc=True)
+    if "placement" not in scenarios.columns:  # exported before placements existed: the scheduler placed everything
+        scenarios["placement"] = "free"
     return scenarios, metrics
 
 
@@ -135,6 +137,7 @@ def data_card(scenarios: pd.DataFrame, metrics: pd.DataFrame, fingerprint: dict,
     metric_columns = [c for c in metrics.columns if c not in METRIC_KEYS]
     period = ", ".join(sorted(str(p) for p in scenarios["phase_s"].unique())) if "phase_s" in scenarios else "?"
     intervals = ", ".join(sorted(str(i) for i in scenarios["interval_s"].unique()))
+    placements = ", ".join(f"{count} {name}" for name, count in scenarios["placement"].value_counts().items())
     return f"""# Co-location dataset (data card)
 
 Target models measured alone, beside co-runners (other models, synthetic stressors) and alone again, with
@@ -167,6 +170,10 @@ stressor: `cpu` = transcendental maths in L1, `membw` = streaming copies over a 
 gathers over an LLC-sized buffer), running `intensity` (duty cycle) of every 50 ms period from its `start_s`.
 System metrics are sampled every {intervals} s (absolute deadlines; `t_s` is the actual time, after the phase
 start). Hardware counters: {hardware_counters_note()}; the columns are absent then.
+Placement (`placement`; {placements}): `free` leaves the processes to the scheduler, with the runtimes' default
+spin-waiting threads; `pinned` gives the target the first `target_threads` cores and the co-runner processes
+their cores round-robin from the second core, and makes runtime threads wait passively (OpenMP/TVM without spinning,
+ONNX Runtime `session.intra_op.allow_spinning=0`). The two are different quantities, not repeats of each other.
 A scenario whose isolated medians before and after differ by more than the tolerance is tried again (`attempts`)
 and kept with `disturbed=1` if no try was clean. Before each try the recorder waits a few seconds for other work
 to leave the cores; `background_util` is the CPU utilisation it saw last (0-1, all cores), with every target and

@@ -3,6 +3,11 @@
 Targets and model co-runners are written ``SOURCE@RUNTIME-tTHREADS``, where SOURCE is ``space:arch`` or
 ``onnx:path/to/model.onnx`` (e.g. ``nb201:<arch>@ort-t1``); stressors are ``KIND-xPROCESSES`` with KIND one of
 cpu, membw, cache (e.g. ``membw-x2``). A workload (co-runner mix) joins items with ``+``.
+
+A scenario's placement says where its processes run: ``free`` leaves it to the scheduler (runtimes keep their
+default spin-waiting thread pools); ``pinned`` fixes every process's CPU affinity (`pinned_cpus`) and makes the
+runtimes' threads wait passively (`PASSIVE_ENV`, ONNX Runtime's ``spinning=False``), so a run does not depend on
+where the scheduler happens to put the processes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +35,11 @@ _STRESSOR = re.compile(rf"({'|'.join(STRESSOR_KINDS)})-x(\d+)")
 _ITEM_START = re.compile(rf"({'|'.join(STRESSOR_KINDS)})-x\d+$|[A-Za-z][\w.-]*:")
 _RUNTIME = re.compile(r"([a-z]+)-t(\d+)")
 MAX_PROCESSES = 16
+#: placements of a scenario's processes; the first is the default
+PLACEMENTS = ("free", "pinned")
+#: environment of pinned processes: OpenMP (PyTorch) and TVM worker threads sleep instead of spinning while idle,
+#: and TVM does not bind its threads to cores of its own choosing
+PASSIVE_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TVM_THREAD_POOL_SPIN_COUNT": "0", "TVM_BIND_THREADS": "0"}
 
 
 class OnnxFileWorkload:
@@ -192,8 +203,11 @@ class Scenario:
     stagger_s: float = 0.0
     phase_s: float = 2.0
     interval_s: float = 0.1
+    placement: str = PLACEMENTS[0]
 
     def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise HwlatError(f"placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
         if not 0 < self.intensity <= 1:
             raise HwlatError(f"intensity (duty cycle) must be in (0, 1], got {self.intensity}")
         if not (math.isfinite(self.stagger_s) and 0 <= self.stagger_s < self.phase_s):
@@ -211,11 +225,42 @@ class Scenario:
         spec = {"target": self.target.label, "target_source": self.target.source, "workload": self.workload.name,
                 "intensity": self.intensity, "stagger_s": self.stagger_s, "phase_s": self.phase_s,
                 "interval_s": self.interval_s}
+        if self.placement != PLACEMENTS[0]:  # free scenarios keep the ids they had before placements existed
+            spec["placement"] = self.placement
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+    def cpus(self, cores: Sequence[int]) -> tuple[tuple[int, ...] | None, tuple[tuple[int, ...] | None, ...]]:
+        """CPU sets of the target and of each co-runner process on `cores`; all None when placement is free."""
+        if self.placement == "free":
+            return None, (None,) * len(self.corunners)
+        return pinned_cpus(self.target.threads, [c.threads for c in self.corunners], cores)
+
+
+def pinned_cpus(target_threads: int, corunner_threads: Sequence[int],
+                cores: Sequence[int]) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """Pinned placement on `cores` (the recorder's usable CPUs, in order): the target gets the first
+    `target_threads` cores, co-runner processes take `threads` cores each, round-robin from the second core.
+
+    Co-runner cores do not depend on the target, so co-runner processes are reused across targets; on 2 cores a
+    1-thread target has core 0 and one co-runner core 1, a second co-runner shares core 0 with the target.
+    """
+    cores = sorted(cores)
+    if not cores:
+        raise HwlatError("no CPU to pin the processes to")
+
+    def take(start: int, count: int) -> tuple[int, ...]:
+        return tuple(sorted({cores[(start + i) % len(cores)] for i in range(min(count, len(cores)))}))
+
+    sets, start = [], 1
+    for threads in corunner_threads:
+        sets.append(take(start, threads))
+        start += threads
+    return take(0, target_threads), tuple(sets)
+
+
 def scenarios_from(targets: list[str], workloads: list[str], intensities: list[float], *, stagger_s: float = 0.0,
-                   phase_s: float = 2.0, interval_s: float = 0.1) -> list[Scenario]:
+                   phase_s: float = 2.0, interval_s: float = 0.1, placement: str = PLACEMENTS[0]) -> list[Scenario]:
     """Every target x workload x intensity, parsed and validated (duplicates removed, order kept)."""
     if not targets or not workloads:
         raise HwlatError("give at least one target and one workload")
@@ -223,6 +268,6 @@ def scenarios_from(targets: list[str], workloads: list[str], intensities: list[f
         raise HwlatError(f"phase length must be a positive number of seconds, got {phase_s}")
     models = list(dict.fromkeys(ModelSpec.parse(t) for t in targets))
     mixes = list(dict.fromkeys(WorkloadMix.parse(w) for w in workloads))
-    scenarios = [Scenario(m, w, float(i), stagger_s, phase_s, interval_s)
+    scenarios = [Scenario(m, w, float(i), stagger_s, phase_s, interval_s, placement)
                  for w in mixes for m in models for i in dict.fromkeys(intensities or [1.0])]
     return scenarios

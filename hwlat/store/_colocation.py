@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, select
+from sqlalchemy import (BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, inspect,
+                        select, text)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -49,6 +50,7 @@ class ColocationScenario(Base):
     stagger_s: Mapped[float]
     phase_s: Mapped[float]
     interval_s: Mapped[float]
+    placement: Mapped[str] = mapped_column(String, server_default="free")  # free | pinned (see _colocation_spec)
     isolated_median_ms: Mapped[float]
     isolated_p90_ms: Mapped[float]
     isolated_p99_ms: Mapped[float]
@@ -107,6 +109,7 @@ class ColocationStore(MeasurementStore):
         super().__init__(url, create=create)
         try:
             Base.metadata.create_all(self._engine, tables=_TABLES)
+            _add_placement_column(self._engine)
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise HwlatError(f"cannot open database {self.url}: {_reason(exc)}") from None
@@ -197,6 +200,14 @@ class ColocationStore(MeasurementStore):
             {"scenario_id": [], "phase": [], "end_s": np.array([], "f4"), "latency_ms": np.array([], "f4")})
 
 
+def _add_placement_column(engine) -> None:
+    """Stores written before scenarios had a placement get the column; their scenarios were all `free`."""
+    if "placement" not in {c["name"] for c in inspect(engine).get_columns(ColocationScenario.__tablename__)}:
+        with engine.begin() as connection:
+            connection.execute(text(f"ALTER TABLE {ColocationScenario.__tablename__} "
+                                    "ADD COLUMN placement VARCHAR NOT NULL DEFAULT 'free'"))
+
+
 def _jsonable(value: Any) -> float | None:
     value = float(value)
     return None if np.isnan(value) else value
@@ -204,7 +215,7 @@ def _jsonable(value: Any) -> float | None:
 
 def _scenario_row(scenario: Mapping[str, Any]) -> dict[str, Any]:
     """The scenario as column values; required columns present, no unknown ones."""
-    optional = {"target_flops", "target_params", "created_at", "hwlat_version"}
+    optional = {"target_flops", "target_params", "created_at", "hwlat_version", "placement"}
     missing = [name for name in SCENARIO_COLUMNS if name not in optional and scenario.get(name) is None]
     unknown = sorted(set(scenario) - set(SCENARIO_COLUMNS))
     if missing or unknown:
@@ -214,6 +225,7 @@ def _scenario_row(scenario: Mapping[str, Any]) -> dict[str, Any]:
     row = {name: scenario.get(name) for name in SCENARIO_COLUMNS}
     row["created_at"] = row["created_at"] or datetime.now(timezone.utc)
     row["hwlat_version"] = row["hwlat_version"] or __version__
+    row["placement"] = row["placement"] or "free"
     if not isinstance(row["corunners"], str):
         row["corunners"] = json.dumps(row["corunners"])
     return row

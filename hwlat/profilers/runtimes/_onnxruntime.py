@@ -11,29 +11,35 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 class OnnxRuntime(BaseRuntime):
-    """ONNX Runtime session: `threads` intra-op threads, one inter-op thread, sequential execution."""
+    """ONNX Runtime session: `threads` intra-op threads, one inter-op thread, sequential execution.
+
+    `spinning=False` makes idle intra-op threads sleep instead of spin-waiting (ONNX Runtime spins by default),
+    which matters when the session shares its cores with other processes.
+    """
 
     name = "onnxruntime"
     engine_module = "onnxruntime"
     engine_requirement = "onnxruntime"
 
     def __init__(self, threads: int = 1, optimization: str = "all",
-                 provider: str = "CPUExecutionProvider") -> None:
+                 provider: str = "CPUExecutionProvider", spinning: bool = True) -> None:
         super().__init__(threads)
         if optimization not in OPTIMIZATION_LEVELS:
             raise HwlatError(f"onnxruntime: unknown graph optimisation level {optimization!r} "
                              f"(expected one of {', '.join(OPTIMIZATION_LEVELS)})")
         self.optimization = optimization
         self.provider = provider
+        self.spinning = bool(spinning)
 
     def settings(self) -> dict:
-        return {**super().settings(), "optimization": self.optimization, "provider": self.provider}
+        return {**super().settings(), "optimization": self.optimization, "provider": self.provider,
+                **({} if self.spinning else {"spinning": False})}
 
     def platform_suffix(self) -> str:
         parts = "" if self.optimization == "all" else f"/opt-{self.optimization}"
         if self.provider != "CPUExecutionProvider":
             parts += f"/{self.provider.removesuffix('ExecutionProvider').lower()}"
-        return parts
+        return parts + ("" if self.spinning else "/nospin")
 
     def prepare(self, workload: Workload) -> Timer:
         import onnxruntime as ort
@@ -45,6 +51,8 @@ class OnnxRuntime(BaseRuntime):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
