@@ -162,6 +162,12 @@ def report(every: pd.DataFrame) -> None:
     print(f"signed error (predicted / measured - 1): median {signed.median():+.3f}; noise floor (device-only plan, "
           f"same computation in every unit and bandwidth: median |measured / its median - 1|): " + ", ".join(
               f"{model} {value:.3f}" for model, value in floor.items()))
+    kind = np.select([~every["plan"].str.contains("|", regex=False), every["plan"].str.startswith("device[0:0]")],
+                     ["device-only", "server-only"], "middle")
+    bias = every.assign(kind=kind, signed=signed).pivot_table("signed", ["model", "bandwidth"], "kind", "median",
+                                                                sort=False)
+    print("median signed error by kind of plan (a bias of one kind can flip a near-tie):")
+    print(bias.to_string(float_format="%+.3f"))
     clear, tie, calm = scenarios[scenarios["clear"]], scenarios[~scenarios["clear"]], scenarios[scenarios["quiet"]]
 
     def rate(column: pd.Series) -> str:

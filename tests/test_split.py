@@ -17,6 +17,7 @@ from hwlat.split import (
     Link,
     PacedWriter,
     PlanCosts,
+    TransportCalibration,
     find_cuts,
     objectives,
     parse_bandwidth,
@@ -177,17 +178,22 @@ def test_network_model_arithmetic():
     assert link.wire_ms(1000) == pytest.approx(1.0) and link.one_way_ms == 5
     costs = PlanCosts(compute_ms=(2.0, 3.0), groups=((1,), (0,)),
                       hops=(Hop(992, 0.1, 0.2, 0, 1), Hop(92, 0.05, 0.01, 1, 0)))
-    got = objectives(costs, link, hop_overhead_ms=0.5)
+    got = objectives(costs, link, (0.5, 0.5))
     wire = link.wire_ms(framed_bytes(992)) + link.wire_ms(framed_bytes(92))
     assert got["latency_ms"] == pytest.approx(5.0 + 0.1 + 0.2 + 0.05 + 0.01 + 2 * 0.5 + wire + 10)
     assert got["bytes"] == 1000 + 100
     assert got["period_ms"] == pytest.approx(3.0 + 0.2 + 0.05) and got["bottleneck"] == "cores (0,)"
-    shared = objectives(PlanCosts((2.0, 3.0), costs.hops, ((0,), (0,))), link, 0.5)
+    shared = objectives(PlanCosts((2.0, 3.0), costs.hops, ((0,), (0,))), link, (0.5, 0.5))
     assert shared["period_ms"] == pytest.approx(5.0 + 0.1 + 0.2 + 0.05 + 0.01)  # one core does everything
-    idle = objectives(costs, link, 0.5, idle_compute_ms=(2.5, 3.5))  # stages slower after idling: latency only
+    idle = objectives(costs, link, (0.5, 0.5), idle_compute_ms=(2.5, 3.5))  # stages slower after idling: latency only
     assert idle["latency_ms"] == pytest.approx(got["latency_ms"] + 1.0) and idle["period_ms"] == got["period_ms"]
-    slow = objectives(costs, Link(8e5), 0.5)
+    slow = objectives(costs, Link(8e5), (0.5, 0.5))
     assert slow["bottleneck"] == "link 0" and slow["period_ms"] == pytest.approx(10.0)
+    woken = objectives(costs, link, (0.5, 0.9))  # the device idled longer: its hop costs more
+    assert woken["latency_ms"] == pytest.approx(got["latency_ms"] + 0.4) and woken["transport_overhead_ms"] == 1.4
+    calibration = TransportCalibration(idle_ms=(16.0, 0.3, 4.0), overhead_ms=(0.45, 0.13, 0.25))
+    assert [calibration.at(ms) for ms in (0.0, 0.3, 2.15, 4.0, 10.0, 100.0)] == pytest.approx(
+        [0.13, 0.13, 0.19, 0.25, 0.35, 0.45])
     with pytest.raises(HwlatError, match="bandwidth must be positive"):
         Link(0)
 

@@ -12,7 +12,7 @@ import pytest
 
 from hwlat._errors import HwlatError
 from hwlat.split import Link, SplitSession, analyze_split, parse_side
-from hwlat.split._api import PART_PROTOCOL, RUN_PROTOCOL
+from hwlat.split._api import CALIBRATION_SPINS_MS, PART_PROTOCOL, RUN_PROTOCOL
 from conftest import render_in_chromium
 from tests.test_split import branchy_model
 
@@ -112,6 +112,10 @@ def test_real_two_process_run_on_loopback(branchy):
         plan = session.plan_after("input")
         predicted = session.evaluate(plan, link)
         measured = session.verify(plan, link, predicted, seconds=0.3)
+        calibration = session.transport(link)
+    # each calibration round trip kept both stages busy for its spin, so each receiver idled at least the other's
+    assert len(calibration.idle_ms) == len(CALIBRATION_SPINS_MS) and all(
+        idle >= spin + 2 * link.one_way_ms for idle, spin in zip(calibration.idle_ms, CALIBRATION_SPINS_MS))
     floor = link.wire_ms(predicted["bytes"]) + 2 * link.one_way_ms
     assert measured["measured_latency_ms"] >= floor
     assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)

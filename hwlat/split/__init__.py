@@ -10,9 +10,9 @@ from hwlat.split._network import (
            parse_bandwidths,
            parse_duration_ms,
 )
-from hwlat.split._objectives import Hop, PlanCosts, objectives
+from hwlat.split._objectives import Hop, PlanCosts, TransportCalibration, objectives
 from hwlat.split._sides import Side, parse_side
 
 __all__ = ["COMPRESSIONS", "CutPoint", "Hop", "Link", "PacedWriter", "Plan", "PlanCosts", "Side", "SplitResult",
-           "SplitSession", "analyze_split", "find_cuts", "objectives", "parse_bandwidth", "parse_bandwidths",
+           "SplitSession", "TransportCalibration", "analyze_split", "find_cuts", "objectives", "parse_bandwidth", "parse_bandwidths",
            "parse_duration_ms", "parse_side", "resolve_model", "static_shapes"]

@@ -15,7 +15,7 @@ from hwlat.split._cuts import CutPoint, check_compression, find_cuts, locate_cut
 from hwlat.split._execute import run_pipeline
 from hwlat.split._models import example_inputs, resolve_model
 from hwlat.split._network import Link, format_bandwidth
-from hwlat.split._objectives import Hop, PlanCosts, objectives
+from hwlat.split._objectives import Hop, PlanCosts, TransportCalibration, objectives
 from hwlat.split._segments import tensor_values
 from hwlat.split._sides import Side
 from hwlat.split._worker import StageWorker
@@ -24,6 +24,8 @@ from hwlat.split._worker import StageWorker
 PART_PROTOCOL = MeasurementProtocol(warmup_runs=5, warmup_seconds=0.05, min_repeats=20, time_budget_s=0.5)
 #: timing of end-to-end latency in real runs
 RUN_PROTOCOL = MeasurementProtocol(warmup_runs=3, warmup_seconds=0.0, min_repeats=10, time_budget_s=1.5)
+#: busy time per stage (ms) of the transport calibration's round trips: receivers idle from ~0.3 ms to ~65 ms
+CALIBRATION_SPINS_MS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class SplitSession:
         self.protocol = protocol
         self.run_protocol = run_protocol
         self._parts: dict[tuple, object] = {}
-        self._overhead: dict[Link, float] = {}
+        self._transport: dict[Link, TransportCalibration] = {}
         self.workers: list[StageWorker] = []
         try:
             for side in self.sides:
@@ -158,35 +160,45 @@ class SplitSession:
         groups = tuple(self.sides[s].cpus or f"stage {s}" for s in range(len(stages)))
         return PlanCosts(compute, tuple(hops), groups)
 
-    def hop_overhead_ms(self, link: Link) -> float:
-        """Transport time per hop beyond the modelled parts, measured once per link on the real stages.
+    def transport(self, link: Link) -> TransportCalibration:
+        """Transport overhead per hop beyond the modelled parts, by receiver idle time, measured once per link.
 
-        The device sends the model's outputs to the first server, which returns them unchanged (two hops).
+        Real round trips on the first two stages: the device sends the model's outputs to the first server,
+        which returns them unchanged (two hops), each stage keeping its core busy for a spin of
+        `CALIBRATION_SPINS_MS` per message as a segment would, so each receiver idles the rest of the round
+        trip. Overhead per hop = (measured - 2 spins - the modelled hops) / 2.
         """
-        if link not in self._overhead:
+        if link not in self._transport:
             last = len(self.cuts) - 1
             plan_costs = PlanCosts((0.0, 0.0), tuple(
                 Hop(self.codec(a, last, "none")["bytes"], self.codec(a, last, "none")["encode_ms"],
                     self.codec(b, last, "none")["decode_ms"], a, b) for a, b in ((0, 1), (1, 0))), ("d", "s"))
-            predicted = objectives(plan_costs, link, 0.0)["latency_ms"]
-            measured = run_pipeline(self.workers[:2], [(self.cuts[last], self.cuts[last])] * 2, link, "none",
-                                    self.arrays(self.cuts[last]), self.run_protocol.as_dict(), 20, 2)
-            self._overhead[link] = max(0.0, (measured["measured_latency_ms"] - predicted) / 2)
-        return self._overhead[link]
+            modelled = objectives(plan_costs, link, (0.0, 0.0))["latency_ms"]
+            idle, overhead = [], []
+            for spin in CALIBRATION_SPINS_MS:
+                measured = run_pipeline(self.workers[:2], [(self.cuts[last], self.cuts[last])] * 2, link, "none",
+                                        self.arrays(self.cuts[last]), self.run_protocol.as_dict(), 4, 2, spin)
+                round_trip = measured["measured_latency_ms"]
+                idle.append(round_trip - spin)
+                overhead.append(max(0.0, (round_trip - 2 * spin - modelled) / 2))
+            self._transport[link] = TransportCalibration(tuple(idle), tuple(overhead))
+        return self._transport[link]
 
     def evaluate(self, plan: Plan, link: Link) -> dict:
-        """Predicted objectives of `plan` on `link`, latency from stage times measured after their idle wait.
+        """Predicted objectives of `plan` on `link` for one input at a time and for a stream.
 
-        While one input goes round, each stage idles for the rest of the (back-to-back) latency.
+        While one input goes round, each stage idles for the rest of the (back-to-back) latency: its segment
+        is timed after such an idle wait, and each hop's transport overhead is the calibration's at its
+        receiver's idle time.
         """
         costs = self.costs(plan)
-        overhead = self.hop_overhead_ms(link)
+        calibration = self.transport(link)
+        back_to_back = objectives(costs, link, [calibration.at(0.0)] * len(costs.hops))
         if len(costs.compute_ms) == 1:
-            return objectives(costs, link, overhead)
-        latency = objectives(costs, link, overhead)["latency_ms"]
-        idle = tuple(self.segment_ms(s, a, b, latency - costs.compute_ms[s])
-                     for s, (a, b) in enumerate(self.stage_bounds(plan)))
-        return objectives(costs, link, overhead, idle)
+            return back_to_back
+        idle = [back_to_back["latency_ms"] - ms for ms in costs.compute_ms]
+        idle_compute = tuple(self.segment_ms(s, a, b, idle[s]) for s, (a, b) in enumerate(self.stage_bounds(plan)))
+        return objectives(costs, link, [calibration.at(idle[hop.receiver]) for hop in costs.hops], idle_compute)
 
     def label(self, plan: Plan) -> str:
         """E.g. ``device[0:12] | s1[12:40]`` in compute-node indices."""
@@ -307,7 +319,6 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
             frame = pd.DataFrame([{"bandwidth": format_bandwidth(link.bandwidth_bps), "plan": session.label(p),
                                    "after": ",".join(session.cuts[k].after for k in p.positions),
                                    "positions": p.positions, **session.evaluate(p, link)} for p in plans])
-            frame["hop_overhead_ms"] = session.hop_overhead_ms(link)
             frame["best_latency"] = frame.index == frame["latency_ms"].idxmin()
             frame["best_throughput"] = frame.index == frame["throughput_per_s"].idxmax()
             from hwlat.reports import Objective, pareto_front

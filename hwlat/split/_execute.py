@@ -9,11 +9,12 @@ from hwlat.split._worker import StageConfig, StageWorker
 
 
 def run_pipeline(workers: list[StageWorker], stages: list[tuple], link: Link, compression: str, inputs: list,
-                 protocol: dict, count: int, window: int) -> dict:
+                 protocol: dict, count: int, window: int, spin_ms: float = 0.0) -> dict:
     """Measure one plan: median end-to-end latency of single inputs, then the rate of a stream of `count`.
 
     `stages[s]` = (start cut, end cut) runs on `workers[s]`; the first is the device, which feeds the
     inputs and receives the outputs back from the last stage. Throughput skips the first `window` results.
+    `spin_ms`: every stage busy-waits that long per input (calibration of the transport, see SplitSession).
     """
     networked = len(stages) > 1
     ports = [workers[s].call("listen")["port"] for s in range(len(stages))] if networked else []
@@ -21,10 +22,10 @@ def run_pipeline(workers: list[StageWorker], stages: list[tuple], link: Link, co
         last = s == len(stages) - 1
         workers[s].send({"op": "run", "config": StageConfig(
             start=stages[s][0], end=stages[s][1], is_device=False, downstream_port=ports[0 if last else s + 1],
-            link=link, compression=compression, returns_result=last)})
+            link=link, compression=compression, returns_result=last, spin_ms=spin_ms)})
     device = StageConfig(start=stages[0][0], end=stages[0][1], is_device=True,
                          downstream_port=ports[1] if networked else None, link=link if networked else None,
-                         compression=compression, returns_result=False)
+                         compression=compression, returns_result=False, spin_ms=spin_ms)
     workers[0].call("run", config=device)
     try:
         latency = workers[0].call("latency", inputs=inputs, protocol=protocol)

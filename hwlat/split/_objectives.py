@@ -1,14 +1,18 @@
 """Objectives of a split plan from measured parts: end-to-end latency, pipelined throughput, bytes sent.
 
 latency = sum of stage compute + per hop (encode + transport overhead + bytes / bandwidth + RTT / 2 + decode),
-hops being the forward transfers and the return of the outputs to the device. A stream is limited by its
+hops being the forward transfers and the return of the outputs to the device; a hop's transport overhead
+grows with how long its receiver idled before the message came (`TransportCalibration`). A stream is limited by its
 busiest resource: a core group (the stages pinned to the same cores add up their compute and codec time)
 or a link (bytes / bandwidth; the delay overlaps with other work).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from hwlat.split._network import Link, framed_bytes
 
@@ -33,19 +37,41 @@ class PlanCosts:
     groups: tuple[object, ...]
 
 
-def objectives(costs: PlanCosts, link: Link, hop_overhead_ms: float,
-               idle_compute_ms: tuple[float, ...] | None = None) -> dict:
-    """latency_ms, throughput_per_s, period_ms, bytes and the bottleneck of a plan on `link`.
+@dataclass(frozen=True)
+class TransportCalibration:
+    """Transport time per hop beyond the modelled parts (ms), measured on a link at increasing receiver idle times.
 
-    `idle_compute_ms`: stage times when each stage idles between inputs, as it does for one input at a
-    time (latency); `costs.compute_ms` (back to back) set the stream's throughput.
+    A stage blocked on its socket for milliseconds wakes up slower than one that idled for microseconds (its
+    core has gone to sleep; on this VM the hypervisor must wake it): measured here, 0.13 ms per hop after
+    0.3 ms idle and 0.45 ms after 16 ms. Between measured idle times the overhead is interpolated linearly,
+    outside them it is held at the nearest one.
     """
+
+    idle_ms: tuple[float, ...]
+    overhead_ms: tuple[float, ...]
+
+    def at(self, idle_ms: float) -> float:
+        """Overhead of a hop whose receiver idled `idle_ms` before the message arrived."""
+        order = np.argsort(self.idle_ms)
+        return float(np.interp(idle_ms, np.asarray(self.idle_ms)[order], np.asarray(self.overhead_ms)[order]))
+
+
+def objectives(costs: PlanCosts, link: Link, hop_overheads_ms: Sequence[float],
+               idle_compute_ms: tuple[float, ...] | None = None) -> dict:
+    """latency_ms, throughput_per_s, period_ms, bytes, transport overhead and the bottleneck of a plan on `link`.
+
+    `hop_overheads_ms`: transport overhead of each hop (see `TransportCalibration`). `idle_compute_ms`: stage
+    times when each stage idles between inputs, as it does for one input at a time (latency);
+    `costs.compute_ms` (back to back) set the stream's throughput.
+    """
+    if len(hop_overheads_ms) != len(costs.hops):
+        raise ValueError(f"{len(costs.hops)} hops need as many overheads, got {len(hop_overheads_ms)}")
     latency = sum(idle_compute_ms if idle_compute_ms is not None else costs.compute_ms)
     busy = list(costs.compute_ms)
     wires = []
-    for hop in costs.hops:
+    for hop, overhead in zip(costs.hops, hop_overheads_ms):
         wire = link.wire_ms(framed_bytes(hop.payload_bytes))
-        latency += hop.encode_ms + hop_overhead_ms + wire + link.one_way_ms + hop.decode_ms
+        latency += hop.encode_ms + overhead + wire + link.one_way_ms + hop.decode_ms
         busy[hop.sender] += hop.encode_ms
         busy[hop.receiver] += hop.decode_ms
         wires.append(wire)
@@ -58,4 +84,4 @@ def objectives(costs: PlanCosts, link: Link, hop_overhead_ms: float,
     period = resources[bottleneck]
     return {"latency_ms": latency, "throughput_per_s": 1e3 / period if period > 0 else float("inf"),
             "period_ms": period, "bytes": sum(framed_bytes(h.payload_bytes) for h in costs.hops),
-            "bottleneck": bottleneck}
+            "transport_overhead_ms": float(sum(hop_overheads_ms)), "bottleneck": bottleneck}
