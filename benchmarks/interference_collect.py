@@ -1,18 +1,23 @@
-"""Record the shipped co-location dataset (data/interference-cpu) with `hwlat interference record`, then export it.
+"""Record the shipped co-location datasets (data/interference-cpu, -pinned) with `hwlat interference record`.
 
 Targets are NB201 cells spread over the latency range of data/nb201-cpu (ONNX Runtime, 1 thread), run with ONNX
 Runtime and PyTorch at 1 and 2 threads; workloads are stressors (cpu, membw, cache at 1 and 2 processes), model
-co-runners (ONNX Runtime and PyTorch at 1 and 2 threads) and mixes. Recording runs in chunks of at most
-`--chunk` seconds, each under `flock /tmp/hwlat-bench.lock` (released between chunks), resuming every time.
+co-runners (ONNX Runtime and PyTorch at 1 and 2 threads) and mixes. The grid is recorded in passes, each covering
+every target and every workload family, so a recording stopped early (`--passes`) still supports leave-workload-out
+and leave-target-out. Recording runs in chunks of at most `--chunk` seconds, each under
+`flock /tmp/hwlat-bench.lock` (released between chunks), resuming every time. `--placement pinned` records with
+fixed CPU affinities and passively waiting runtime threads (see `hwlat interference record --help`).
 Prints the figures quoted in BENCHMARKS.md: scenarios, disturbed, recording time, sampling-interval jitter.
 
-    python benchmarks/interference_collect.py                 # full dataset -> data/interference-cpu
-    python benchmarks/interference_collect.py --pilot         # 20 scenarios -> /tmp/hwlat-interference-pilot
+    python benchmarks/interference_collect.py                        # full dataset -> data/interference-cpu
+    python benchmarks/interference_collect.py --placement pinned     # -> data/interference-cpu-pinned
+    python benchmarks/interference_collect.py --pilot                # 20 scenarios -> /tmp/hwlat-interference-pilot
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import shlex
 import subprocess
@@ -26,6 +31,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = "/tmp/hwlat-bench.lock"
 QUANTILES = (0.02, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
+RETEST_NOTE = """
+## Re-recordings: `retest.csv` (noise ceiling)
+The pinned pilot of `data/interference-cpu/retest.csv` (runs `pinned-a` and `pinned-b`: the same target, workload,
+intensity, 2 s phases, `--placement pinned`, recorded twice before this dataset, in separate lock holds) for the
+scenarios of this dataset, with `scenario_id` set to this dataset's id; columns as in that file. Predicting this
+dataset's slowdown by a re-recording measures the noise a model cannot beat (benchmarks/interference_models.py
+prints it as "noise: retest").
+"""
 
 
 def nb201_targets() -> list[str]:
@@ -49,60 +62,114 @@ def plan(pilot: bool) -> list[tuple[list[str], list[str], list[float]]]:
         return [([targets[1], targets[6], f"nb201:{cells[0]}@torch-t1", f"nb201:{cells[2]}@ort-t2"],
                  ["cpu-x1", "membw-x1", "cache-x2", models[0], mixes[0]], [1.0])]
     half = ["cpu-x2", "membw-x2", "cache-x2", models[1]]
-    return [(targets, stressors + models + mixes, [1.0]), (targets[:8:2] + targets[8:], half, [0.5])]
+    # passes over every target: one workload of each family, another of each family, the rest, half intensity
+    first = [stressors[1], stressors[3], stressors[5], models[1], mixes[0]]
+    second = [stressors[0], stressors[2], stressors[4], models[0], mixes[1]]
+    rest = [w for w in stressors + models + mixes if w not in first + second]
+    return [(targets, first, [1.0]), (targets, second, [1.0]), (targets, rest, [1.0]),
+            (targets[:8:2] + targets[8:], half, [0.5])]
 
 
-def record_chunk(targets: list[str], workloads: list[str], intensities: list[float], db: Path, work: Path,
-                 chunk_s: float, phase_s: float) -> tuple[dict, list[str]]:
-    """One `hwlat interference record` run under the benchmark lock; its JSON result and the command."""
+def copy_retest(scenarios: pd.DataFrame, out: Path) -> int:
+    """Re-recordings of `scenarios` with their placement from data/interference-cpu/retest.csv (where
+    benchmarks/interference_retest.py keeps pinned runs under the free scenarios' ids), written to `out`/retest.csv
+    under this dataset's ids so the models' noise ceiling finds them; how many rows."""
+    retest = pd.read_csv(ROOT / "data/interference-cpu/retest.csv")
+    keys = ["target", "target_runtime", "target_threads", "workload", "intensity", "placement", "phase_s"]
+    matched = retest.drop(columns="scenario_id").merge(scenarios[[*keys, "scenario_id"]], on=keys)
+    if len(matched):
+        matched[retest.columns].to_csv(out / "retest.csv", index=False)
+    return len(matched)
+
+
+def record_pass(targets: list[str], workloads: list[str], intensities: list[float], db: Path, work: Path,
+                time_limit_s: float, phase_s: float, placement: str) -> tuple[dict, list[str]]:
+    """One `hwlat interference record` run (the caller holds the benchmark lock); its JSON result and the command."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "targets.txt").write_text("\n".join(targets) + "\n")
     (work / "workloads.txt").write_text("\n".join(workloads) + "\n")
-    command = ["flock", LOCK, sys.executable, "-m", "hwlat", "interference", "record",
+    command = [sys.executable, "-m", "hwlat", "interference", "record",
                "--targets", str(work / "targets.txt"), "--workloads", str(work / "workloads.txt"),
                *[arg for i in intensities for arg in ("--intensity", str(i))], "--phase", str(phase_s),
-               "--interval", "0.1", "--attempts", "2", "--quiet-wait", "3", "--time-limit", str(chunk_s),
-               "--db", str(db), "--json"]
+               "--interval", "0.1", "--placement", placement, "--attempts", "2", "--quiet-wait", "3",
+               "--time-limit", f"{time_limit_s:.0f}", "--db", str(db), "--json"]
     done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if not done.stdout.strip():
         raise SystemExit(f"record failed (exit code {done.returncode})")
     return json.loads(done.stdout.strip().splitlines()[-1]), command
 
 
+def hold(passes: dict[int, tuple], db: Path, chunk_s: float, phase_s: float,
+         placement: str) -> list[tuple[int, dict, list[str]]]:
+    """Record the pending `passes` in order for up to `chunk_s` seconds under one hold of the benchmark lock;
+    (pass number, result, command) of each record run."""
+    runs = []
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        started = time.monotonic()
+        for number, (targets, workloads, intensities) in passes.items():
+            left = chunk_s - (time.monotonic() - started)
+            if left < 20:
+                break
+            result, command = record_pass(targets, workloads, intensities, db, db.parent / f"plan{number}", left,
+                                          phase_s, placement)
+            runs.append((number, result, command))
+            if result["remaining"]:
+                break
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pilot", action="store_true", help="20 scenarios only")
-    parser.add_argument("--db", type=Path, default=Path("/tmp/hwlat-interference/colocation.sqlite"))
+    parser.add_argument("--db", type=Path, default=None,
+                        help="store (default /tmp/hwlat-interference[-pinned]/colocation.sqlite)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--chunk", type=float, default=420.0, help="seconds of recording per lock hold")
     parser.add_argument("--phase", type=float, default=2.0)
+    parser.add_argument("--placement", choices=("free", "pinned"), default="free")
+    parser.add_argument("--passes", type=int, default=None, help="record only the first N passes of the grid")
     args = parser.parse_args()
-    out = args.out or (Path("/tmp/hwlat-interference-pilot") if args.pilot else ROOT / "data/interference-cpu")
+    if args.chunk < 60:
+        parser.error("--chunk must be at least 60 seconds")
+    pinned = args.placement == "pinned"
+    out = args.out or (Path("/tmp/hwlat-interference-pilot") if args.pilot
+                       else ROOT / ("data/interference-cpu-pinned" if pinned else "data/interference-cpu"))
+    args.db = args.db or Path("/tmp/hwlat-interference" + ("-pinned" if pinned else "")) / "colocation.sqlite"
     args.db.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    chunks, commands, totals = 0, [], {"recorded": 0, "disturbed": 0, "failed": 0}
-    for number, (targets, workloads, intensities) in enumerate(plan(args.pilot)):
-        while True:
-            result, command = record_chunk(targets, workloads, intensities, args.db, args.db.parent / f"plan{number}",
-                                           args.chunk, args.phase)
-            chunks += 1
+    chunks, commands, totals = 0, {}, {"recorded": 0, "disturbed": 0, "failed": 0}
+    pending = dict(enumerate(plan(args.pilot)[:args.passes]))
+    while pending:
+        if chunks:
+            time.sleep(20)  # leave the lock to the other benchmarks for a moment
+        chunks += 1
+        for number, result, command in hold(pending, args.db, args.chunk, args.phase, args.placement):
             for key in ("recorded", "disturbed"):
                 totals[key] += result[key]
             totals["failed"] += len(result["failed"])
-            print(f"chunk {chunks}: {json.dumps(result)}", flush=True)
+            print(f"hold {chunks}, pass {number}: {json.dumps(result)}", flush=True)
             if result["remaining"] == 0:
-                commands.append(command)
-                break
-            time.sleep(20)  # leave the lock to the other benchmarks for a moment
+                commands[number] = command
+                del pending[number]
     elapsed = time.monotonic() - started
-    notes = "## Recording command\n`python benchmarks/interference_collect.py" + (" --pilot" if args.pilot else "") + \
-        "` runs, in chunks (rerun until nothing remains):\n\n" + "\n".join(
-            "```\n" + shlex.join(c[2:]).replace(sys.executable, "python") + "\n```" for c in commands) + \
+    options = (" --pilot" if args.pilot else "") + (" --placement pinned" if pinned else "") + \
+        (f" --passes {args.passes}" if args.passes else "")
+    notes = "## Recording command\n`python benchmarks/interference_collect.py" + options + \
+        "` runs, in lock holds (rerun until nothing remains):\n\n" + "\n".join(
+            "```\n" + shlex.join(commands[n]).replace(sys.executable, "python") + "\n```" for n in sorted(commands)) + \
         "\n\nwith the target and workload files it writes (listed in `scenarios.csv`: `target`, `workload`). Each " \
-        f"chunk holds `flock {LOCK}` (the project's benchmark lock) and is released for 20 s between chunks; jobs " \
+        f"hold of at most `--chunk` seconds takes `{LOCK}` (the project's benchmark lock, flock) and is released for " \
+        "20 s between holds; jobs " \
         "of the project's other developers that do not take the lock ran at times (see `background_util`, " \
         "`disturbed`). Figures computed from this dataset (slowdowns, sampling jitter, isolated medians against " \
         "`data/nb201-cpu`) are printed by the script and quoted in BENCHMARKS.md. Licence: MIT, like the project.\n"
+    passes = len(plan(args.pilot))
+    if len(commands) < passes:
+        notes += (f"\nOnly the first {len(commands)} of the grid's {passes} passes were recorded (`--passes`); the "
+                  "passes are listed in `plan` of benchmarks/interference_collect.py.\n")
+    if pinned:
+        notes += RETEST_NOTE
     notes_file = args.db.parent / "notes.md"
     notes_file.write_text(notes)
     export = subprocess.run([sys.executable, "-m", "hwlat", "interference", "export", "--out", str(out), "--db",
@@ -112,10 +179,13 @@ def main() -> None:
     from hwlat.profilers import load_colocation_dataset
 
     scenarios, metrics = load_colocation_dataset(out)
+    if pinned:
+        print(f"pinned re-recordings of this dataset's scenarios copied to {out / 'retest.csv'}: "
+              f"{copy_retest(scenarios, out)} rows")
     jitter_ms = (metrics["t_s"] - (metrics["step"] + 1) * scenarios["interval_s"].iloc[0]).to_numpy() * 1e3
     clean = scenarios[scenarios["disturbed"] == 0]
     size_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
-    print(f"this run: {chunks} chunks, {elapsed / 60:.1f} min, recorded {totals['recorded']} "
+    print(f"this run: {chunks} lock holds, {elapsed / 60:.1f} min, recorded {totals['recorded']} "
           f"({totals['disturbed']} disturbed), failed {totals['failed']}")
     print(f"dataset {out}: {counts['scenarios']} scenarios, {counts['disturbed']} disturbed "
           f"({counts['disturbed'] / counts['scenarios']:.0%}); undisturbed: {len(clean)} scenarios, "

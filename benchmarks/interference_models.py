@@ -15,7 +15,8 @@ first benchmarked), and `gb-base`, `gb-l1-base`, `gb-l1-load`, `gb-l1-threads`, 
 losses of gradient boosting, see hwlat.interference.EXTRAS).
 Noise ceiling: when the data directory holds `retest.csv` (benchmarks/interference_retest.py), two rows give the
 error of predicting each re-recorded scenario by its second recording ("noise: retest") and that / sqrt 2, the
-expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal").
+expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal");
+only re-recordings with the dataset's placement and phase length count.
 Usage: python benchmarks/interference_models.py [--data data/interference-cpu] [--folds 5] [--seed 0]
        [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
 """
@@ -78,7 +79,11 @@ def noise_ceiling(data_dir: Path) -> dict | None:
         return None
     retest = pd.read_csv(path)
     original = pd.read_csv(data_dir / "scenarios.csv").set_index("scenario_id")
-    retest = retest[retest["phase_s"] == original["phase_s"].iloc[0]]
+    placement = original["placement"].iloc[0] if "placement" in original.columns else "free"
+    same = retest["placement"] == placement if "placement" in retest.columns else placement == "free"
+    retest = retest[same & (retest["phase_s"] == original["phase_s"].iloc[0])]
+    if retest.empty:
+        return None
     measured = original.loc[retest["scenario_id"]]
     errors = {t: np.abs(retest[t].to_numpy() / measured[t].to_numpy() - 1) * 100
               for t in ("slowdown", "slowdown_p90", "slowdown_p99")}
