@@ -12,7 +12,9 @@ MAE <= 5 % and >= 28 % better than gradient boosting.
 `tf-1member`, `tf-nocrop`, `tf-temporal`, `tf-metric`, `tf-descriptors` (no metric window at all), `tf-l1`
 (L1 on log-slowdown instead of the relative error), `tf-base` (L1, no extra descriptors: the transformer as
 first benchmarked), and `gb-base`, `gb-l1-base`, `gb-l1-load`, `gb-l1-threads`, `gb-relative` (descriptor groups and
-losses of gradient boosting, see hwlat.interference.EXTRAS).
+losses of gradient boosting, see hwlat.interference.EXTRAS), and `gb-place`, `gb-l1-place`, `tf-place` (with the
+co-runners' placement relative to the target). Each split also prints the MAE % of the scenarios with and without a
+co-runner thread on the target's cores (pinned datasets: where `pinned_cpus` puts them).
 Noise ceiling: when the data directory holds `retest.csv` (benchmarks/interference_retest.py), two rows give the
 error of predicting each re-recorded scenario by its second recording ("noise: retest") and that / sqrt 2, the
 expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal");
@@ -29,7 +31,9 @@ import os
 import platform
 from pathlib import Path
 
-from hwlat.interference import InterferenceData, cross_validate, make_model
+import pandas as pd
+
+from hwlat.interference import InterferenceData, cross_validate, make_model, mae_percent
 
 ROOT = Path(__file__).resolve().parents[1]
 #: nested-CV candidates (each outer training fold picks one by inner grouped CV; its test fold is never seen)
@@ -55,6 +59,10 @@ VARIANTS = {
     "gb-l1-load": ("gb", {"loss": "absolute_error", "extras": ("load",)}, []),
     "gb-l1-threads": ("gb", {"loss": "absolute_error", "extras": ("threads",)}, []),
     "gb-relative": ("gb", {"loss": "relative"}, []),
+    # where the co-runners run relative to the target (EXTRAS "placement"; pinned datasets)
+    "gb-place": ("gb", {"extras": ("load", "threads", "placement")}, []),
+    "gb-l1-place": ("gb", {"loss": "absolute_error", "extras": ("load", "placement")}, []),
+    "tf-place": ("transformer", {"extras": ("load", "threads", "placement")}, []),
 }
 #: re-recordings of a sample of the dataset's scenarios (benchmarks/interference_retest.py)
 RETEST = "retest.csv"
@@ -68,11 +76,22 @@ def model(label: str, seed: int, members: int, threads: int):
     return make_model(kind, **({"random_state": seed} if kind == "gb" else {}), **settings)
 
 
+def by_sharing(predictions: pd.DataFrame, sharing: dict[str, bool]) -> dict:
+    """Pooled MAE % of the median slowdown over the held-out scenarios with ("shared") and without ("alone") a
+    co-runner thread on the target's cores; None for a group without scenarios."""
+    shared = predictions["scenario_id"].map(sharing).astype(bool)
+    return {f"mae_slowdown_{name}": mae_percent(predictions.loc[rows, "pred_slowdown"], predictions.loc[rows, "slowdown"])
+            if rows.any() else None for name, rows in (("shared", shared), ("alone", ~shared))}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def noise_ceiling(data_dir: Path) -> dict | None:
     """Test-retest errors of the slowdowns: scenarios recorded again with the dataset's phase length, scored like a
     model that predicts the second measurement (|retest - original| / original); None without a retest file."""
     import numpy as np
-    import pandas as pd
 
     path = data_dir / RETEST
     if not path.exists():
@@ -112,6 +131,10 @@ def main() -> None:
     print(f"noise context: isolated median after vs before the scenario differs by {repeat.mean():.2f} % on "
           f"average (median {repeat.median():.2f} %)")
     ceiling = noise_ceiling(args.data)
+    sharing = dict(zip(table["scenario_id"], data.placement()["shared_threads"] > 0))
+    placements = table["placement"].unique() if "placement" in table.columns else ["free"]
+    print(f"{sum(sharing.values())} scenarios with a co-runner thread on the target's cores, "
+          f"{len(sharing) - sum(sharing.values())} without (placement {', '.join(placements)})")
     print("MAE %: mean over scenarios of |predicted - measured| / measured * 100, averaged over folds; "
           "median APE: median over all held-out scenarios of the same ratio")
     everything = []
@@ -122,7 +145,7 @@ def main() -> None:
             result = cross_validate(model(label, args.seed, args.members, args.threads), data, split, args.folds,
                                     args.seed, grid=grid, tune_params={"members": 2} if label.startswith("trans")
                                     else None)
-            results[label] = {**result.summary(), "model": label}
+            results[label] = {**result.summary(), "model": label, **by_sharing(result.predictions, sharing)}
             if grid:
                 results[label]["chosen"] = result.folds["chosen"].tolist()
             print(f"  [{split}] {label}: done in {results[label]['fit_s']:.1f} s of training"
@@ -130,6 +153,9 @@ def main() -> None:
         gb = results.get("gb", {}).get("mae_slowdown")
         none = results.get("none", {}).get("mae_slowdown")
         print(f"\nleave-{split}-out ({args.folds} folds)")
+        print("MAE % (slowdown, pooled) by co-runner on the target's cores: " + "; ".join(
+            f"{label} shared {_fmt(s['mae_slowdown_shared'])} / alone {_fmt(s['mae_slowdown_alone'])}"
+            for label, s in results.items()))
         print(f"{'model':<17} {'MAE slowdown':>12} {'median APE':>10} {'MAE p90':>8} {'MAE p99':>8} {'vs gb':>7} "
               f"{'vs none':>7} {'train s':>8}  per fold (slowdown)")
         for label, s in results.items():

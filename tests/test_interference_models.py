@@ -206,6 +206,31 @@ def test_load_and_oversubscription_descriptors(synthetic, tmp_path):
     assert loaded.spec_.extras == ("load",) and loaded.spec_.descriptor_names == model.spec_.descriptor_names
 
 
+
+def test_placement_descriptors_follow_the_pinned_cores(tmp_path):
+    scenarios, metrics = schema_frames(workloads=2, targets=2)  # targets with 1 and 2 threads, 2 cores
+    mix = [{"kind": "cpu", "threads": 1, "intensity": 1.0}, {"kind": "membw", "threads": 1, "intensity": 0.5}]
+    scenarios = scenarios.assign(corunners=json.dumps(mix), disturbed=0,
+                                 placement=["pinned", "pinned", "free", "free"])
+    data = InterferenceData.from_frames(scenarios, metrics)
+    table = data.placement().assign(threads=data.scenarios["target_threads"], placement=data.scenarios["placement"])
+    # pinned, 1-thread target on core 0: the cpu co-runner gets core 1, the membw one wraps round to core 0
+    one = table[(table["placement"] == "pinned") & (table["threads"] == 1)].iloc[0]
+    assert one["shared_threads"] == 1 and one["shared_load_membw"] == 0.5 and one["shared_load_cpu"] == 0
+    assert one["other_load_cpu"] == 1 and one["other_load_membw"] == 0
+    assert one["target_time_share"] == pytest.approx(1 / 1.5)
+    # pinned 2-thread target: both co-runners share its cores; free: half of everything lands on a 1-thread target
+    two = table[(table["placement"] == "pinned") & (table["threads"] == 2)].iloc[0]
+    assert two["shared_threads"] == 2 and two["other_load_cpu"] == 0 and two["target_time_share"] == pytest.approx(
+        (1 / 2 + 1 / 1.5) / 2)
+    free = table[(table["placement"] == "free") & (table["threads"] == 1)].iloc[0]
+    assert free["shared_threads"] == 1 and free["shared_load_cpu"] == free["other_load_cpu"] == 0.5
+    assert not set(EXTRAS["placement"]) & set(FeatureSpec.fit(data, ("load", "threads")).descriptor_names)
+    model = make_model("linear", extras=("placement",)).fit(data)
+    loaded = InterferenceModel.load(model.save(tmp_path / "linear.npz"))
+    assert set(EXTRAS["placement"]) <= set(loaded.spec_.descriptor_names)
+    np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
+
 def test_relative_losses_learn_and_stay_finite(synthetic):
     data = InterferenceData.from_frames(*schema_frames(workloads=8))
     none = cross_validate(make_model("none"), data, "workload", 3).mae()

@@ -38,9 +38,13 @@ _DESCRIPTORS = ("log_isolated_ms", "log_flops", "log_params", "target_threads", 
                 "oversubscription")
 #: optional descriptor groups (a model's `extras`): "load", the co-runners' measured CPU use (mean busy cores over
 #: their window, all processes) and the oversubscription it implies with the target's threads; "threads", the
-#: co-runners' nominal threads beyond the free cores and whether a multi-threaded target is oversubscribed
+#: co-runners' nominal threads beyond the free cores and whether a multi-threaded target is oversubscribed;
+#: "placement", where the co-runners run relative to the target (`_placement`)
+_PLACED_KINDS = ("cpu", "membw", "cache", "model")
 EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
-          "threads": ("excess_threads", "multithread_oversubscribed")}
+          "threads": ("excess_threads", "multithread_oversubscribed"),
+          "placement": ("shared_threads", "target_time_share",
+                        *(f"{where}_load_{k}" for where in ("shared", "other") for k in _PLACED_KINDS))}
 #: window statistics per metric for the aggregate-feature baselines
 AGGREGATES = ("mean", "std", "min", "max", "p10", "p50", "p90")
 
@@ -104,6 +108,16 @@ class InterferenceData:
         rows = np.asarray(rows, dtype=int)
         return InterferenceData(self.scenarios.iloc[rows].reset_index(drop=True), self.metric_names,
                                 tuple(self.windows[i] for i in rows))
+
+    def placement(self) -> pd.DataFrame:
+        """The "placement" descriptors of each scenario (EXTRAS["placement"], see `_placement`); a scenario without a
+        `placement` column is free."""
+        table = self.scenarios
+        pinned = table["placement"].astype(str).eq("pinned") if "placement" in table.columns else [False] * len(table)
+        threads = pd.to_numeric(table["target_threads"], errors="coerce")
+        cores = pd.to_numeric(table["n_cores"], errors="coerce")
+        rows = [_placement(corunner_list(v), t, c, p) for v, t, c, p in zip(table["corunners"], threads, cores, pinned)]
+        return pd.DataFrame(np.reshape(rows, (len(table), len(EXTRAS["placement"]))), columns=EXTRAS["placement"])
 
     def targets(self) -> np.ndarray:
         """Measured slowdowns (n x len(TARGETS)); HwlatError when the scenarios carry none."""
@@ -228,6 +242,8 @@ class FeatureSpec:
             if "threads" in self.extras:
                 excess = np.maximum(0, target_threads + threads - cores)
                 columns += [excess, ((target_threads > 1) & (excess > 0)).astype(float)]
+            if "placement" in self.extras:
+                columns += list(data.placement().to_numpy(float).T)
         runtime = table["target_runtime"].astype(str).to_numpy()
         columns += [(runtime == r).astype(float) for r in self.runtimes]
         columns += [np.array([kinds.count(k) for kinds in table["kinds"]], dtype=float) for k in self.kinds]
@@ -260,6 +276,38 @@ def _busy_cores(data: InterferenceData) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.array([np.nanmean(w[:, column]) if len(w) else np.nan for w in data.windows])
 
+
+def _placement(corunners: list[dict], target_threads: float, n_cores: float, pinned: bool) -> np.ndarray:
+    """The "placement" descriptors of one scenario: co-runner threads on the target's cores, the target's CPU share
+    there under fair scheduling (its threads over its threads plus the co-runners' intensity-weighted threads,
+    averaged over its cores) and the co-runners' intensity-weighted threads per kind on the target's cores and on
+    the other cores. Pinned scenarios follow `pinned_cpus`; free ones the expectation when every process's threads
+    spread evenly over all cores. NaN without a known core count."""
+    from hwlat.profilers._colocation_spec import pinned_cpus
+
+    if not (np.isfinite(n_cores) and n_cores >= 1 and np.isfinite(target_threads) and target_threads >= 1):
+        return np.full(len(EXTRAS["placement"]), np.nan)
+    cores = int(n_cores)
+    threads = [max(1, int(_number(c.get("threads"), 1.0))) for c in corunners]
+    if pinned:
+        target, sets = pinned_cpus(int(target_threads), threads, range(cores))
+    else:
+        target, sets = tuple(range(cores)), tuple(tuple(range(cores)) for _ in threads)
+    # per core: the target's threads, co-runner threads, intensity-weighted co-runner threads per kind
+    own = np.zeros(cores)
+    own[list(target)] = target_threads / len(target)
+    on_core, load = np.zeros(cores), np.zeros((len(_PLACED_KINDS), cores))
+    for c, t, cpus in zip(corunners, threads, sets):
+        on_core[list(cpus)] += t / len(cpus)
+        if c.get("kind") in _PLACED_KINDS:
+            load[_PLACED_KINDS.index(c["kind"]), list(cpus)] += t * _number(c.get("intensity"), 1.0) / len(cpus)
+    # the target's share where it has threads, weighted by its threads there; "its cores" are a fraction of each
+    # core when spread evenly (its threads over the cores)
+    share = own / (own + load.sum(axis=0))
+    mask = own > 0
+    mine = own > 0 if pinned else np.full(cores, min(1.0, target_threads / cores))
+    return np.array([on_core @ mine, float(np.average(share[mask], weights=own[mask])), *(load @ mine),
+                     *(load @ (1 - mine))])
 
 def _transform(names: Sequence[str], values: np.ndarray) -> np.ndarray:
     """log1p of the rate metrics (heavy-tailed counts per second), other metrics unchanged."""
