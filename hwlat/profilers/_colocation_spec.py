@@ -229,7 +229,6 @@ class Scenario:
             spec["placement"] = self.placement
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
-
     def cpus(self, cores: Sequence[int]) -> tuple[tuple[int, ...] | None, tuple[tuple[int, ...] | None, ...]]:
         """CPU sets of the target and of each co-runner process on `cores`; all None when placement is free."""
         if self.placement == "free":
