@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from conftest import PROJECT_ROOT
 
 from hwlat._errors import HwlatError
-from hwlat.interference import (EXTRAS, ColocatedLatency, FeatureSpec, InterferenceData, InterferenceModel,
-                                TransformerInterference, WorkloadSignature, cross_validate, mae_percent, make_model,
-                                model_kinds, tune)
+from hwlat.interference import (EXTRAS, ColocatedLatency, CrossValidation, FeatureSpec, InterferenceData,
+                                InterferenceModel, TransformerInterference, WorkloadSignature, cross_validate,
+                                mae_percent, make_model, model_kinds, tune)
 
 #: the shipped co-location dataset (recorded on the project machine)
 DATA = PROJECT_ROOT / "data" / "interference-cpu"
@@ -123,7 +123,7 @@ def test_normalisation_comes_from_the_training_scenarios_only(synthetic):
     assert spec.metric_mean[0] != pytest.approx(FeatureSpec.fit(synthetic).metric_mean[0])
 
 
-@pytest.mark.parametrize("kind", ["none", "linear", "gb", "transformer"])
+@pytest.mark.parametrize("kind", ["none", "slice", "linear", "gb", "transformer"])
 def test_save_load_round_trip(kind, synthetic, tmp_path):
     model = make_model(kind, **(TINY if kind == "transformer" else {})).fit(synthetic)
     loaded = InterferenceModel.load(model.save(tmp_path / f"{kind}.npz"))
@@ -230,6 +230,74 @@ def test_placement_descriptors_follow_the_pinned_cores(tmp_path):
     loaded = InterferenceModel.load(model.save(tmp_path / "linear.npz"))
     assert set(EXTRAS["placement"]) <= set(loaded.spec_.descriptor_names)
     np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
+
+def slice_frames(isolated_ms: list[float], corunners: int, placement: str = "pinned",
+                 switches_per_s: float = 100.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """1-thread targets taking `isolated_ms` alone beside `corunners` CPU stressors on a busy 2-core machine, whose
+    window shows `switches_per_s` context switches (100/s: whole time slices of 20 ms; 1e5/s: 0.02 ms bursts)."""
+    scenarios, metrics = schema_frames(workloads=1, targets=len(isolated_ms))
+    mix = [{"kind": "cpu", "threads": 1, "intensity": 1.0}] * corunners
+    scenarios = scenarios.assign(isolated_median_ms=isolated_ms, target_threads=1, disturbed=0,
+                                 corunners=json.dumps(mix), placement=placement)
+    return scenarios, metrics.assign(cpu_util_mean=1.0, ctx_switches_per_s=switches_per_s)
+
+
+def test_time_slice_descriptors_follow_the_preemption_mixture(tmp_path):
+    data = InterferenceData.from_frames(*slice_frames([1.0, 6.0], corunners=2))
+    table = data.time_slice(4.0)
+    assert tuple(table.columns) == EXTRAS["slice"]
+    # pinned: the second stressor shares the target's core; 1 ms = a quarter slice, so a quarter of the inferences
+    # wait a 4 ms slice: median 1, p90 and p99 5
+    short, long = table.iloc[0], table.iloc[1]
+    assert (short["slice_ratio"], short["slice_fraction"], short["slice_competitors"]) == (0.25, 0.25, 1.0)
+    assert short["slice_wait_ratio"] == 4.0
+    np.testing.assert_allclose(short[["slice_log_slowdown", "slice_log_slowdown_p90", "slice_log_slowdown_p99"]],
+                               [0.0, np.log(5), np.log(5)])
+    # 6 ms = 1.5 slices: half the inferences are preempted once, half twice; the median takes the second wait
+    np.testing.assert_allclose(long[["slice_log_slowdown", "slice_log_slowdown_p99"]], np.log(1 + 2 * 4 / 6))
+    # one stressor goes to the other core; free placement spreads two over both cores (one per core)
+    alone = InterferenceData.from_frames(*slice_frames([1.0, 6.0], corunners=1)).time_slice(4.0)
+    assert (alone["slice_competitors"] == 0).all() and (alone.filter(like="slice_log").to_numpy() == 0).all()
+    free = InterferenceData.from_frames(*slice_frames([1.0, 6.0], corunners=2, placement="free")).time_slice(4.0)
+    assert (free["slice_competitors"] == 1).all()
+    # co-runners that sleep after microseconds of work barely take the target's slices
+    brief = InterferenceData.from_frames(*slice_frames([1.0, 6.0], corunners=2, switches_per_s=1e5)).time_slice(4.0)
+    assert (brief["slice_competitors"] < 0.01).all()
+    # the group travels with a saved model
+    model = make_model("gb", n_estimators=10, extras=("slice",)).fit(data)
+    loaded = InterferenceModel.load(model.save(tmp_path / "gb.npz"))
+    assert set(EXTRAS["slice"]) <= set(loaded.spec_.descriptor_names)
+    np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
+
+
+def test_time_slice_mixture_as_a_model_and_as_the_base_of_boosting(tmp_path):
+    # targets preempted as the mixture says (median jumps at half a slice; tails for all), slowed 1.2x more beside
+    # a memory-bound co-runner (`kind`): leave-target-out, the descriptors help boosting, the mixture alone misses
+    # only the memory factor, and boosting the correction to the mixture learns that factor
+    isolated = list(np.geomspace(0.3, 12.0, 24))
+    scenarios, metrics = slice_frames(isolated, corunners=2)
+    memory = np.arange(len(isolated)) % 2 == 1
+    scenarios["corunners"] = [json.dumps([{"kind": "membw" if m else "cpu", "threads": 1, "intensity": 1.0}] * 2)
+                              for m in memory]
+    mixture = np.exp(InterferenceData.from_frames(scenarios, metrics).slice_log_slowdowns())
+    truth = mixture * np.where(memory, 1.2, 1.0)[:, None]
+    scenarios = scenarios.assign(slowdown=truth[:, 0], slowdown_p90=truth[:, 1], slowdown_p99=truth[:, 2])
+    data = InterferenceData.from_frames(scenarios, metrics)
+    np.testing.assert_allclose(make_model("slice").fit(data).predict(data).to_numpy(), mixture)
+
+    def mae(**params) -> CrossValidation:
+        return cross_validate(make_model("gb", loss="absolute_error", **params), data, "target", 4)
+
+    without, with_slice, over_slice = mae(extras=()), mae(extras=("slice",)), mae(extras=(), base="slice")
+    for target in ("slowdown", "slowdown_p90"):
+        assert with_slice.mae(target) < 0.8 * without.mae(target)
+    assert over_slice.mae() < 1.0 and over_slice.mae("slowdown_p99") < 1.0  # the memory factor is all there is left
+    model = make_model("gb", n_estimators=10, base="slice").fit(data)
+    loaded = InterferenceModel.load(model.save(tmp_path / "gb.npz"))  # refits the correction, not the slowdown
+    np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
+    with pytest.raises(HwlatError, match="base must be one of"):
+        make_model("gb", base="roofline").fit(data)
+
 
 def test_relative_losses_learn_and_stay_finite(synthetic):
     data = InterferenceData.from_frames(*schema_frames(workloads=8))

@@ -1,4 +1,5 @@
-"""Baselines: no interference, and linear / gradient-boosting regressions on window aggregates + descriptors."""
+"""Baselines: no interference, the scheduler's time slicing, and linear / gradient-boosting regressions on window
+aggregates + descriptors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
 
+from hwlat._errors import HwlatError
 from hwlat.interference._features import TARGETS, InterferenceData, mean_std
 from hwlat.interference._model import InterferenceModel
 
@@ -26,6 +28,24 @@ class NoInterference(InterferenceModel):
                 ratio = np.log(table[column].to_numpy(float) / table["isolated_median_ms"].to_numpy(float))
                 out[:, j] = np.where(np.isfinite(ratio), ratio, 0.0)
         return out
+
+
+class TimeSliceInterference(InterferenceModel):
+    """Nothing learnt: the latency quantiles of inferences cut by the scheduler's time slices when CPU-bound
+    co-runners share the target's core (`InterferenceData.time_slice`); slowdown 1 for a target with its cores to
+    itself. Ignores memory contention; the physical baseline the learnt models can start from (`base="slice"`)."""
+
+    kind = "slice"
+
+    def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
+        pass
+
+    def _predict(self, data: InterferenceData) -> np.ndarray:
+        return np.nan_to_num(data.slice_log_slowdowns(), nan=0.0)
+
+
+#: what a regression predicts: the log-slowdown itself ("none") or its difference from a physical model's
+BASES = ("none", "slice")
 
 
 class _AggregateRegression(InterferenceModel):
@@ -81,7 +101,9 @@ class LinearInterference(_AggregateRegression):
 class BoostedInterference(_AggregateRegression):
     """scikit-learn gradient boosting (its defaults), one per log-slowdown target. `loss` is scikit-learn's
     (`"absolute_error"`: the L1 variant) or `"relative"`: L1 on the slowdown itself weighted by 1 / measured, i.e.
-    the relative error the evaluation reports.
+    the relative error the evaluation reports. `base="slice"` boosts the correction to the time-slice mixture
+    (`TimeSliceInterference`): the trees learn what preemption alone does not explain (memory contention, sleeping
+    co-runners) instead of the preemption steps themselves.
 
     Trees have no array form here, so a saved model keeps its training design and refits (deterministically).
     """
@@ -90,9 +112,14 @@ class BoostedInterference(_AggregateRegression):
 
     def __init__(self, n_estimators: int = 100, max_depth: int = 3, learning_rate: float = 0.1,
                  loss: str = "squared_error", extras: tuple[str, ...] = ("load", "threads"),
-                 random_state: int = 0) -> None:
+                 random_state: int = 0, base: str = "none") -> None:
         self.n_estimators, self.max_depth, self.extras = n_estimators, max_depth, extras
-        self.learning_rate, self.loss, self.random_state = learning_rate, loss, random_state
+        self.learning_rate, self.loss, self.random_state, self.base = learning_rate, loss, random_state, base
+
+    def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
+        if self.base not in BASES:
+            raise HwlatError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
+        super()._fit(data, log_targets - self._base(data))
 
     def _fit_design(self, design: np.ndarray, log_targets: np.ndarray) -> None:
         self.design_, self.log_targets_ = design, log_targets
@@ -108,7 +135,11 @@ class BoostedInterference(_AggregateRegression):
     def _predict(self, data: InterferenceData) -> np.ndarray:
         design = self._design(data)
         predicted = np.column_stack([m.predict(design) for m in self.models_])
-        return np.log(np.clip(predicted, 1e-3, None)) if self.loss == "relative" else predicted
+        return (np.log(np.clip(predicted, 1e-3, None)) if self.loss == "relative" else predicted) + self._base(data)
+
+    def _base(self, data: InterferenceData) -> np.ndarray:
+        """The log-slowdowns the trees correct (n x len(TARGETS)): zero, or the time-slice mixture's."""
+        return TimeSliceInterference()._predict(data) if self.base == "slice" else np.zeros((len(data), len(TARGETS)))
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**super()._state(), "design": self.design_, "log_targets": self.log_targets_}

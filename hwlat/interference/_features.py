@@ -39,12 +39,21 @@ _DESCRIPTORS = ("log_isolated_ms", "log_flops", "log_params", "target_threads", 
 #: optional descriptor groups (a model's `extras`): "load", the co-runners' measured CPU use (mean busy cores over
 #: their window, all processes) and the oversubscription it implies with the target's threads; "threads", the
 #: co-runners' nominal threads beyond the free cores and whether a multi-threaded target is oversubscribed;
-#: "placement", where the co-runners run relative to the target (`_placement`)
+#: "placement", where the co-runners run relative to the target (`_placement`); "slice", how the scheduler's time
+#: slices cut the target's inferences when a CPU-bound co-runner shares its core (`_time_slice`)
 _PLACED_KINDS = ("cpu", "membw", "cache", "model")
 EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
           "threads": ("excess_threads", "multithread_oversubscribed"),
           "placement": ("shared_threads", "target_time_share",
-                        *(f"{where}_load_{k}" for where in ("shared", "other") for k in _PLACED_KINDS))}
+                        *(f"{where}_load_{k}" for where in ("shared", "other") for k in _PLACED_KINDS)),
+          "slice": ("slice_ratio", "slice_fraction", "slice_competitors", "slice_wait_ratio",
+                    *(f"slice_log_{t}" for t in TARGETS))}
+#: the effective scheduler time slice (ms) of the machine the shipped datasets were recorded on: its kernel ticks at
+#: CONFIG_HZ=250 (4 ms) and EEVDF's base slice (0.75 ms x (1 + log2 of 2 CPUs) = 1.5 ms) is shorter, so a CPU-bound
+#: task is preempted at the next tick; pinned targets preempted beside a CPU stressor wait 4.05 ms (median)
+TIME_SLICE_MS = 4.0
+#: quantile of the per-inference latency behind each of TARGETS
+_TARGET_QUANTILES = (0.5, 0.9, 0.99)
 #: window statistics per metric for the aggregate-feature baselines
 AGGREGATES = ("mean", "std", "min", "max", "p10", "p50", "p90")
 
@@ -112,12 +121,31 @@ class InterferenceData:
     def placement(self) -> pd.DataFrame:
         """The "placement" descriptors of each scenario (EXTRAS["placement"], see `_placement`); a scenario without a
         `placement` column is free."""
+        rows = [_placement(*layout) for layout in self._layouts()]
+        return pd.DataFrame(np.reshape(rows, (len(self), len(EXTRAS["placement"]))), columns=EXTRAS["placement"])
+
+    def time_slice(self, slice_ms: float = TIME_SLICE_MS) -> pd.DataFrame:
+        """The "slice" descriptors of each scenario (EXTRAS["slice"], see `_time_slice`) for a scheduler time slice
+        of `slice_ms`: co-runners compete for the target's cores as `_layouts` places them, each counted in
+        proportion to how much of a slice it runs before it sleeps (`_slice_use`)."""
+        competitors = np.array([_competitors(*layout) for layout in self._layouts()]).reshape(len(self))
+        isolated = pd.to_numeric(self.scenarios["isolated_median_ms"], errors="coerce").to_numpy(float)
+        values = _time_slice(isolated, competitors * _slice_use(self, slice_ms), slice_ms)
+        return pd.DataFrame(values, columns=EXTRAS["slice"])
+
+    def slice_log_slowdowns(self) -> np.ndarray:
+        """The time-slice mixture's log-slowdowns (n x len(TARGETS)): the last columns of `time_slice`."""
+        return self.time_slice()[[f"slice_log_{t}" for t in TARGETS]].to_numpy(float)
+
+    def _layouts(self) -> list[tuple[list[dict], tuple[np.ndarray, np.ndarray, np.ndarray] | None]]:
+        """Each scenario's co-runners and their `_core_threads` layout (a scenario without a `placement` column is
+        free)."""
         table = self.scenarios
         pinned = table["placement"].astype(str).eq("pinned") if "placement" in table.columns else [False] * len(table)
         threads = pd.to_numeric(table["target_threads"], errors="coerce")
         cores = pd.to_numeric(table["n_cores"], errors="coerce")
-        rows = [_placement(corunner_list(v), t, c, p) for v, t, c, p in zip(table["corunners"], threads, cores, pinned)]
-        return pd.DataFrame(np.reshape(rows, (len(table), len(EXTRAS["placement"]))), columns=EXTRAS["placement"])
+        corunners = [corunner_list(v) for v in table["corunners"]]
+        return [(c, _core_threads(c, t, n, p)) for c, t, n, p in zip(corunners, threads, cores, pinned)]
 
     def targets(self) -> np.ndarray:
         """Measured slowdowns (n x len(TARGETS)); HwlatError when the scenarios carry none."""
@@ -244,6 +272,8 @@ class FeatureSpec:
                 columns += [excess, ((target_threads > 1) & (excess > 0)).astype(float)]
             if "placement" in self.extras:
                 columns += list(data.placement().to_numpy(float).T)
+            if "slice" in self.extras:
+                columns += list(data.time_slice().to_numpy(float).T)
         runtime = table["target_runtime"].astype(str).to_numpy()
         columns += [(runtime == r).astype(float) for r in self.runtimes]
         columns += [np.array([kinds.count(k) for kinds in table["kinds"]], dtype=float) for k in self.kinds]
@@ -277,37 +307,97 @@ def _busy_cores(data: InterferenceData) -> np.ndarray:
         return np.array([np.nanmean(w[:, column]) if len(w) else np.nan for w in data.windows])
 
 
-def _placement(corunners: list[dict], target_threads: float, n_cores: float, pinned: bool) -> np.ndarray:
-    """The "placement" descriptors of one scenario: co-runner threads on the target's cores, the target's CPU share
-    there under fair scheduling (its threads over its threads plus the co-runners' intensity-weighted threads,
-    averaged over its cores) and the co-runners' intensity-weighted threads per kind on the target's cores and on
-    the other cores. Pinned scenarios follow `pinned_cpus`; free ones the expectation when every process's threads
-    spread evenly over all cores. NaN without a known core count."""
+def _core_threads(corunners: list[dict], target_threads: float, n_cores: float,
+                  pinned: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Where a scenario's threads run, per core: the target's threads, how much of each core is the target's (1/0
+    when pinned; when free its threads over the cores, everywhere) and each co-runner's threads (co-runners x cores).
+    Pinned scenarios follow `pinned_cpus`; free ones the expectation when every process's threads spread evenly over
+    all cores. None without a known core count or target thread count."""
     from hwlat.profilers._colocation_spec import pinned_cpus
 
     if not (np.isfinite(n_cores) and n_cores >= 1 and np.isfinite(target_threads) and target_threads >= 1):
-        return np.full(len(EXTRAS["placement"]), np.nan)
+        return None
     cores = int(n_cores)
     threads = [max(1, int(_number(c.get("threads"), 1.0))) for c in corunners]
     if pinned:
         target, sets = pinned_cpus(int(target_threads), threads, range(cores))
     else:
         target, sets = tuple(range(cores)), tuple(tuple(range(cores)) for _ in threads)
-    # per core: the target's threads, co-runner threads, intensity-weighted co-runner threads per kind
     own = np.zeros(cores)
     own[list(target)] = target_threads / len(target)
-    on_core, load = np.zeros(cores), np.zeros((len(_PLACED_KINDS), cores))
-    for c, t, cpus in zip(corunners, threads, sets):
-        on_core[list(cpus)] += t / len(cpus)
+    spread = np.zeros((len(corunners), cores))
+    for row, t, cpus in zip(spread, threads, sets):
+        row[list(cpus)] = t / len(cpus)
+    mine = own > 0 if pinned else np.full(cores, min(1.0, target_threads / cores))
+    return own, mine.astype(float), spread
+
+
+def _placement(corunners: list[dict], layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """The "placement" descriptors of one scenario (`layout` from `_core_threads`): co-runner threads on the target's
+    cores, the target's CPU share there under fair scheduling (its threads over its threads plus the co-runners'
+    intensity-weighted threads, averaged over its cores) and the co-runners' intensity-weighted threads per kind on
+    the target's cores and on the other cores. NaN without a layout."""
+    if layout is None:
+        return np.full(len(EXTRAS["placement"]), np.nan)
+    own, mine, spread = layout
+    # intensity-weighted co-runner threads per kind and core
+    load = np.zeros((len(_PLACED_KINDS), len(own)))
+    for c, row in zip(corunners, spread):
         if c.get("kind") in _PLACED_KINDS:
-            load[_PLACED_KINDS.index(c["kind"]), list(cpus)] += t * _number(c.get("intensity"), 1.0) / len(cpus)
-    # the target's share where it has threads, weighted by its threads there; "its cores" are a fraction of each
-    # core when spread evenly (its threads over the cores)
+            load[_PLACED_KINDS.index(c["kind"])] += row * _number(c.get("intensity"), 1.0)
+    # the target's share where it has threads, weighted by its threads there
     share = own / (own + load.sum(axis=0))
     mask = own > 0
-    mine = own > 0 if pinned else np.full(cores, min(1.0, target_threads / cores))
-    return np.array([on_core @ mine, float(np.average(share[mask], weights=own[mask])), *(load @ mine),
+    return np.array([spread.sum(axis=0) @ mine, float(np.average(share[mask], weights=own[mask])), *(load @ mine),
                      *(load @ (1 - mine))])
+
+
+def _competitors(corunners: list[dict], layout: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> float:
+    """Intensity-weighted co-runner threads on the busiest core the target runs on (a multi-threaded inference waits
+    for its slowest thread); NaN without a layout."""
+    if layout is None:
+        return np.nan
+    own, _, spread = layout
+    intensity = np.array([_number(c.get("intensity"), 1.0) for c in corunners])
+    return float((intensity @ spread)[own > 0].max()) if len(corunners) else 0.0
+
+
+def _slice_use(data: InterferenceData, slice_ms: float) -> np.ndarray:
+    """How much of a time slice the co-runners use before they sleep (0-1), from their window: busy CPU time per
+    context switch over `slice_ms`. CPU-bound stressors run whole slices; a multi-threaded model co-runner that
+    waits passively between operators wakes and sleeps every few microseconds and barely delays the target.
+    1 (CPU-bound) when the window lacks `cpu_util_mean` or `ctx_switches_per_s`."""
+    if not {"cpu_util_mean", "ctx_switches_per_s"} <= set(data.metric_names):
+        return np.ones(len(data))
+    busy, switches = data.metric_names.index("cpu_util_mean"), data.metric_names.index("ctx_switches_per_s")
+    cores = pd.to_numeric(data.scenarios["n_cores"], errors="coerce").to_numpy(float)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        burst_ms = np.array([np.nanmean(w[:, busy]) * c * 1000 / np.nanmean(w[:, switches]) if len(w) else np.nan
+                             for w, c in zip(data.windows, cores)])
+    return np.where(np.isfinite(burst_ms), np.clip(burst_ms / slice_ms, 0, 1), 1.0)
+
+
+def _time_slice(isolated_ms: np.ndarray, competitors: np.ndarray, slice_ms: float) -> np.ndarray:
+    """The "slice" descriptors (n x len(EXTRAS["slice"])) of targets whose inferences take `isolated_ms` alone beside
+    `competitors` CPU-bound co-runner threads on their core (round-robin time slices of `slice_ms`).
+
+    An inference of x = isolated / slice slices that starts at a uniformly random point of the target's slice
+    crosses floor(x) slice ends, or one more with probability frac(x), and waits competitors * slice at each. So
+    its latency is a two-point mixture and the q-quantile slowdown is 1 + k_q * competitors * slice / isolated with
+    k_q = floor(x) + [q >= 1 - frac(x)]: beside one CPU-bound co-runner the median stays 1 while x < 0.5 (most
+    inferences fit between two preemptions) and jumps to ~3 just above it; the mean is 1 + competitors.
+    Columns: x, frac(x), competitors, the wait per preemption over the isolated latency, and the log-slowdowns of
+    TARGETS' quantiles under this model.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = isolated_ms / slice_ms
+        whole = np.floor(ratio)
+        fraction = ratio - whole
+        wait = competitors * slice_ms / isolated_ms
+        quantiles = [np.log1p((whole + (q >= 1 - fraction)) * wait) for q in _TARGET_QUANTILES]
+    return np.column_stack([ratio, fraction, competitors, wait, *quantiles])
+
 
 def _transform(names: Sequence[str], values: np.ndarray) -> np.ndarray:
     """log1p of the rate metrics (heavy-tailed counts per second), other metrics unchanged."""
