@@ -9,10 +9,11 @@ from hwlat.split._network import (
            parse_bandwidth,
            parse_bandwidths,
            parse_duration_ms,
+           wait_until,
 )
 from hwlat.split._objectives import Hop, PlanCosts, TransportCalibration, objectives
 from hwlat.split._sides import Side, parse_side
 
 __all__ = ["COMPRESSIONS", "CutPoint", "Hop", "Link", "PacedWriter", "Plan", "PlanCosts", "Side", "SplitResult",
            "SplitSession", "TransportCalibration", "analyze_split", "find_cuts", "objectives", "parse_bandwidth", "parse_bandwidths",
-           "parse_duration_ms", "parse_side", "resolve_model", "static_shapes"]
+           "parse_duration_ms", "parse_side", "resolve_model", "static_shapes", "wait_until"]

@@ -194,13 +194,12 @@ class _Pipeline:
     def _take(self) -> list | None:
         """The next incoming arrays after the link delay, or None at the end of the stream."""
         from hwlat.split._codec import decode
+        from hwlat.split._network import wait_until
 
         item = self.inbox.get()
         if item is None:
             return None
-        wait = item[0] - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
+        wait_until(item[0])
         return decode(item[1])
 
     def _give(self, arrays: list) -> None:
