@@ -231,6 +231,7 @@ def test_placement_descriptors_follow_the_pinned_cores(tmp_path):
     assert set(EXTRAS["placement"]) <= set(loaded.spec_.descriptor_names)
     np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
 
+
 def slice_frames(isolated_ms: list[float], corunners: int, placement: str = "pinned",
                  switches_per_s: float = 100.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """1-thread targets taking `isolated_ms` alone beside `corunners` CPU stressors on a busy 2-core machine, whose
