@@ -16,15 +16,22 @@ losses of gradient boosting, see hwlat.interference.EXTRAS), and `gb-place`, `gb
 co-runners' placement relative to the target), and `gb-slice`, `gb-l1-slice`, `tf-slice` (with the scheduler
 time-slice descriptors: the target's isolated latency against the slice and the latency quantiles of an inference
 preempted by CPU-bound co-runners on its core); `slice` is that mixture alone (nothing learnt) and
-`gb-over-slice`, `gb-l1-over-slice` boost the correction to it (`base="slice"`). Each split also prints the MAE % of
-the scenarios with and without a co-runner thread on the target's cores (pinned datasets: where `pinned_cpus` puts
+`gb-over-slice`, `gb-l1-over-slice` boost the correction to it (`base="slice"`); `tf-over-slice`, `tf-l1-over-slice`
+are the transformer learning that correction (relative / L1 loss, load+threads+slice). Each split also prints the MAE %
+of the scenarios with and without a co-runner thread on the target's cores (pinned datasets: where `pinned_cpus` puts
 them), and whether each model meets the goals.
+Several fold assignments: `--seeds 0,1,2` runs every model with each seed (the seed also seeds the models) and ends
+with a summary per split and model: the MAE % of the median slowdown per seed and its mean over seeds, each with the
+improvement over gb, and whether the model is >= 28 % better than gb on every seed of both splits. The seeds can run
+in separate invocations (`--json` each), and `--summarize a.json,b.json,...` prints the same summary from their files
+without training.
 Noise ceiling: when the data directory holds `retest.csv` (benchmarks/interference_retest.py), two rows give the
 error of predicting each re-recorded scenario by its second recording ("noise: retest") and that / sqrt 2, the
 expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal");
 only re-recordings with the dataset's placement and phase length count.
-Usage: python benchmarks/interference_models.py [--data data/interference-cpu] [--folds 5] [--seed 0]
+Usage: python benchmarks/interference_models.py [--data data/interference-cpu] [--folds 5] [--seed 0 | --seeds 0,1,2]
        [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
+       python benchmarks/interference_models.py --summarize s0.json,s1.json,s2.json
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import os
 import platform
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hwlat.interference import InterferenceData, cross_validate, make_model, mae_percent
@@ -74,6 +82,8 @@ VARIANTS = {
     "slice": ("slice", {}, []),  # the time-slice mixture alone
     "gb-over-slice": ("gb", {"extras": ("load", "threads", "slice"), "base": "slice"}, []),
     "gb-l1-over-slice": ("gb", {"loss": "absolute_error", "extras": ("load", "slice"), "base": "slice"}, []),
+    "tf-over-slice": ("transformer", {"extras": ("load", "threads", "slice"), "base": "slice"}, []),
+    "tf-l1-over-slice": ("transformer", {"loss": "l1", "extras": ("load", "threads", "slice"), "base": "slice"}, []),
 }
 #: re-recordings of a sample of the dataset's scenarios (benchmarks/interference_retest.py)
 RETEST = "retest.csv"
@@ -102,8 +112,6 @@ def _fmt(value: float | None) -> str:
 def noise_ceiling(data_dir: Path) -> dict | None:
     """Test-retest errors of the slowdowns: scenarios recorded again with the dataset's phase length, scored like a
     model that predicts the second measurement (|retest - original| / original); None without a retest file."""
-    import numpy as np
-
     path = data_dir / RETEST
     if not path.exists():
         return None
@@ -121,49 +129,31 @@ def noise_ceiling(data_dir: Path) -> dict | None:
             "median_ape_slowdown": float(np.median(errors["slowdown"]))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "interference-cpu")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", default="none,linear,gb,transformer")
-    parser.add_argument("--splits", default="workload,target")
-    parser.add_argument("--members", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
-    args = parser.parse_args()
-    data = InterferenceData.load(args.data)
-    table = data.scenarios
-    print(f"data: {args.data} ({len(data)} undisturbed scenarios, {table['workload'].nunique()} workloads, "
-          f"{table['target'].nunique()} targets, {len(data.metric_names)} window metrics)")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {args.threads}; folds {args.folds}, seed {args.seed}, transformer members {args.members}")
-    repeat = (table["isolated_after_median_ms"] / table["isolated_median_ms"] - 1).abs() * 100
-    print(f"noise context: isolated median after vs before the scenario differs by {repeat.mean():.2f} % on "
-          f"average (median {repeat.median():.2f} %)")
-    ceiling = noise_ceiling(args.data)
-    sharing = dict(zip(table["scenario_id"], data.placement()["shared_threads"] > 0))
-    placements = table["placement"].unique() if "placement" in table.columns else ["free"]
-    print(f"{sum(sharing.values())} scenarios with a co-runner thread on the target's cores, "
-          f"{len(sharing) - sum(sharing.values())} without (placement {', '.join(placements)})")
-    print("MAE %: mean over scenarios of |predicted - measured| / measured * 100, averaged over folds; "
-          "median APE: median over all held-out scenarios of the same ratio")
+#: the issue's goal: at least this much lower MAE than gradient boosting
+GOAL_VS_GB = 0.28
+
+
+def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharing: dict[str, bool],
+             ceiling: dict | None) -> list[dict]:
+    """Cross-validate every model of `--models` on every split with `seed`; prints the tables, returns the figures
+    (one record per model and split, with its seed)."""
     everything = []
     for split in args.splits.split(","):
         results = {}
         for label in args.models.split(","):
             grid = VARIANTS[label][2]
-            result = cross_validate(model(label, args.seed, args.members, args.threads), data, split, args.folds,
-                                    args.seed, grid=grid, tune_params={"members": 2} if label.startswith("trans")
+            result = cross_validate(model(label, seed, args.members, args.threads), data, split, args.folds,
+                                    seed, grid=grid, tune_params={"members": 2} if label.startswith("trans")
                                     else None)
-            results[label] = {**result.summary(), "model": label, **by_sharing(result.predictions, sharing)}
+            results[label] = {**result.summary(), "model": label, "seed": seed,
+                              **by_sharing(result.predictions, sharing)}
             if grid:
                 results[label]["chosen"] = result.folds["chosen"].tolist()
             print(f"  [{split}] {label}: done in {results[label]['fit_s']:.1f} s of training"
                   f"{' (incl. nested tuning)' if grid else ''}", flush=True)
         gb = results.get("gb", {}).get("mae_slowdown")
         none = results.get("none", {}).get("mae_slowdown")
-        print(f"\nleave-{split}-out ({args.folds} folds)")
+        print(f"\nleave-{split}-out ({args.folds} folds, seed {seed})")
         print("MAE % (slowdown, pooled) by co-runner on the target's cores: " + "; ".join(
             f"{label} shared {_fmt(s['mae_slowdown_shared'])} / alone {_fmt(s['mae_slowdown_alone'])}"
             for label, s in results.items()))
@@ -189,7 +179,7 @@ def main() -> None:
                 s = results[label]
                 print(f"goals ({label}): MAE <= 5 %: {'met' if s['mae_slowdown'] <= 5 else 'NOT met'} "
                       f"({s['mae_slowdown']:.2f} %); >= 28 % better than gb: "
-                      f"{'met' if s['improvement_over_gb'] >= 0.28 else 'NOT met'} "
+                      f"{'met' if s['improvement_over_gb'] >= GOAL_VS_GB else 'NOT met'} "
                       f"({100 * s['improvement_over_gb']:+.1f} %)")
             if label in ("transformer", "transformer-tuned") and "gb-tuned" in results:
                 print(f"  {label} vs gb-tuned: "
@@ -198,6 +188,103 @@ def main() -> None:
             if label in results:
                 print(f"  {label} picked per fold: {'; '.join(results[label]['chosen'])}")
         everything.extend(results.values())
+    return everything
+
+
+def seed_summary(records: list[dict]) -> None:
+    """Per split and model: MAE % of the median slowdown per seed and its mean over seeds, each with the improvement
+    over gb (of the same seed; of gb's mean), and whether the model beats gb by GOAL_VS_GB on every seed of every
+    split (a model or gb missing on some seed or split: not met)."""
+    table = {(r["split"], r["model"], r["seed"]): r["mae_slowdown"] for r in records}  # a later record wins
+    splits = list(dict.fromkeys(r["split"] for r in records))
+    labels = list(dict.fromkeys(r["model"] for r in records))
+    seeds = sorted({r["seed"] for r in records})
+    every = {label: label != "gb" for label in labels}
+
+    def cell(mae: float | None, gb: float | None) -> str:
+        if mae is None:
+            return "n/a"
+        return f"{mae:.2f} ({100 * (1 - mae / gb):+.1f}%)" if gb else f"{mae:.2f}"
+
+    print(f"\nsummary over seeds {', '.join(map(str, seeds))}: MAE % of the median slowdown per seed (vs gb of the "
+          f"same seed), mean over seeds (vs gb's mean), worst improvement over gb")
+    for split in splits:
+        gb = {seed: table.get((split, "gb", seed)) for seed in seeds}
+        gb_mean = float(np.mean(list(gb.values()))) if all(v is not None for v in gb.values()) else None
+        print(f"\nleave-{split}-out")
+        print(f"{'model':<17} " + " ".join(f"{'seed ' + str(seed):>16}" for seed in seeds)
+              + f" {'mean':>16} {'worst vs gb':>11}")
+        for label in labels:
+            maes = [table.get((split, label, seed)) for seed in seeds]
+            complete = all(v is not None for v in maes)
+            mean = float(np.mean(maes)) if complete else None
+            gains = [1 - m / g for m, g in zip(maes, gb.values()) if m is not None and g]
+            worst = min(gains) if complete and len(gains) == len(seeds) else None
+            every[label] &= worst is not None and worst >= GOAL_VS_GB
+            print(f"{label:<17} " + " ".join(f"{cell(m, g):>16}" for m, g in zip(maes, gb.values()))
+                  + f" {cell(mean, gb_mean):>16} {'n/a' if worst is None else f'{100 * worst:+.1f}%':>11}")
+    for label in labels:
+        if label != "gb":
+            print(f"goal ({label}): >= {100 * GOAL_VS_GB:.0f} % better than gb on every seed of "
+                  f"{' and '.join(splits)}: {'met' if every[label] else 'NOT met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "interference-cpu")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", help="Comma-separated seeds (overrides --seed); ends with a summary over them.")
+    parser.add_argument("--models", default="none,linear,gb,transformer")
+    parser.add_argument("--splits", default="workload,target")
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
+    parser.add_argument("--summarize", help="Comma-separated JSON files of earlier runs (--json): print the summary "
+                        "over their seeds, train nothing.")
+    args = parser.parse_args()
+    if args.summarize:
+        files = [Path(name) for name in args.summarize.split(",")]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            parser.error(f"no such file: {', '.join(missing)}")
+        runs = [json.loads(f.read_text()) for f in files]
+        if len({run["data"] for run in runs}) > 1:
+            parser.error(f"the files are from different datasets: {', '.join(sorted({r['data'] for r in runs}))}")
+        records = [r for run in runs for r in run["results"]]
+        if any("seed" not in r for r in records):
+            parser.error("a file has no seeds (written before --seeds existed); rerun it")
+        print(f"data: {runs[0]['data']} ({runs[0]['scenarios']} scenarios); from {', '.join(map(str, files))}")
+        seed_summary(records)
+        return
+    unknown = [label for label in args.models.split(",") if label not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown models {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
+    data = InterferenceData.load(args.data)
+    table = data.scenarios
+    print(f"data: {args.data} ({len(data)} undisturbed scenarios, {table['workload'].nunique()} workloads, "
+          f"{table['target'].nunique()} targets, {len(data.metric_names)} window metrics)")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch threads {args.threads}; folds {args.folds}, seed{'s' if len(seeds) > 1 else ''} "
+          f"{', '.join(map(str, seeds))}, transformer members {args.members}")
+    repeat = (table["isolated_after_median_ms"] / table["isolated_median_ms"] - 1).abs() * 100
+    print(f"noise context: isolated median after vs before the scenario differs by {repeat.mean():.2f} % on "
+          f"average (median {repeat.median():.2f} %)")
+    ceiling = noise_ceiling(args.data)
+    sharing = dict(zip(table["scenario_id"], data.placement()["shared_threads"] > 0))
+    placements = table["placement"].unique() if "placement" in table.columns else ["free"]
+    print(f"{sum(sharing.values())} scenarios with a co-runner thread on the target's cores, "
+          f"{len(sharing) - sum(sharing.values())} without (placement {', '.join(placements)})")
+    print("MAE %: mean over scenarios of |predicted - measured| / measured * 100, averaged over folds; "
+          "median APE: median over all held-out scenarios of the same ratio")
+    everything = []
+    for seed in seeds:
+        if len(seeds) > 1:
+            print(f"\n=== seed {seed} ===", flush=True)
+        everything.extend(evaluate(args, data, seed, sharing, ceiling))
+    if len(seeds) > 1:
+        seed_summary(everything)
     if args.json:
         args.json.write_text(json.dumps({"data": str(args.data), "scenarios": len(data), "results": everything,
                                          "noise_ceiling": ceiling}, indent=1))

@@ -271,10 +271,9 @@ def test_time_slice_descriptors_follow_the_preemption_mixture(tmp_path):
     np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
 
 
-def test_time_slice_mixture_as_a_model_and_as_the_base_of_boosting(tmp_path):
-    # targets preempted as the mixture says (median jumps at half a slice; tails for all), slowed 1.2x more beside
-    # a memory-bound co-runner (`kind`): leave-target-out, the descriptors help boosting, the mixture alone misses
-    # only the memory factor, and boosting the correction to the mixture learns that factor
+def preempted_and_memory_bound() -> tuple[InterferenceData, np.ndarray, np.ndarray]:
+    """Targets preempted as the time-slice mixture says (median jumps at half a slice; tails for all), slowed 1.2x
+    more beside a memory-bound co-runner (`kind`): the data, the mixture's slowdowns, and which rows are memory-bound."""
     isolated = list(np.geomspace(0.3, 12.0, 24))
     scenarios, metrics = slice_frames(isolated, corunners=2)
     memory = np.arange(len(isolated)) % 2 == 1
@@ -283,7 +282,13 @@ def test_time_slice_mixture_as_a_model_and_as_the_base_of_boosting(tmp_path):
     mixture = np.exp(InterferenceData.from_frames(scenarios, metrics).slice_log_slowdowns())
     truth = mixture * np.where(memory, 1.2, 1.0)[:, None]
     scenarios = scenarios.assign(slowdown=truth[:, 0], slowdown_p90=truth[:, 1], slowdown_p99=truth[:, 2])
-    data = InterferenceData.from_frames(scenarios, metrics)
+    return InterferenceData.from_frames(scenarios, metrics), mixture, memory
+
+
+def test_time_slice_mixture_as_a_model_and_as_the_base_of_boosting(tmp_path):
+    # leave-target-out, the descriptors help boosting, the mixture alone misses only the memory factor, and boosting
+    # the correction to the mixture learns that factor
+    data, mixture, _ = preempted_and_memory_bound()
     np.testing.assert_allclose(make_model("slice").fit(data).predict(data).to_numpy(), mixture)
 
     def mae(**params) -> CrossValidation:
@@ -298,6 +303,26 @@ def test_time_slice_mixture_as_a_model_and_as_the_base_of_boosting(tmp_path):
     np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
     with pytest.raises(HwlatError, match="base must be one of"):
         make_model("gb", base="roofline").fit(data)
+
+
+def test_transformer_learns_the_correction_to_the_time_slice_mixture(tmp_path):
+    # over the mixture, the nets only have to learn the memory factor (log 1.2 beside membw, 0 beside cpu); learning
+    # the slowdowns themselves, they would also have to learn the preemption steps and tails
+    data, mixture, memory = preempted_and_memory_bound()
+    tiny = {**TINY, "extras": (), "validation_fraction": 0}  # no early stop: 15 epochs
+    over = TransformerInterference(**tiny, base="slice").fit(data)
+    predicted = over.predict(data).to_numpy()
+    correction = np.log(predicted / mixture).mean(axis=1)
+    assert correction[memory].mean() - correction[~memory].mean() == pytest.approx(np.log(1.2), abs=0.08)
+    plain = TransformerInterference(**tiny).fit(data).predict(data).to_numpy()
+    truth = data.targets()
+    assert mae_percent(predicted, truth) < 0.5 * mae_percent(plain, truth)
+    assert np.all(predicted[:, 1] >= predicted[:, 0]) and np.all(predicted[:, 2] >= predicted[:, 1])
+    loaded = InterferenceModel.load(over.save(tmp_path / "transformer.npz"))
+    assert loaded.get_params()["base"] == "slice"
+    np.testing.assert_allclose(loaded.predict(data).to_numpy(), predicted, rtol=1e-6)
+    with pytest.raises(HwlatError, match="base must be one of none, slice, got 'roofline'"):
+        TransformerInterference(**TINY, base="roofline").fit(data)
 
 
 def test_relative_losses_learn_and_stay_finite(synthetic):
@@ -398,3 +423,26 @@ def test_train_evaluate_predict_commands(cli, tmp_path):
     assert failed.exit_code != 0 and "--split must be one of" in str(failed.exception)
     failed = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(tmp_path / "no" / "m.npz")])
     assert failed.exit_code != 0 and "does not exist" in str(failed.exception)  # before any training
+
+
+def test_colocated_latency_keeps_the_signature_placement():
+    from hwlat.spaces import get_space
+
+    scenarios, metrics = slice_frames([1.0, 1.0], corunners=1)  # one workload, one CPU stressor, recorded twice:
+    data = InterferenceData.from_frames(scenarios.assign(placement=["pinned", "free"]), metrics)  # pinned and free
+    workload = str(scenarios["workload"].iloc[0])
+    with pytest.raises(HwlatError, match=f"workload '{workload}' was recorded with placements"):
+        WorkloadSignature.from_data(data, workload)
+    with pytest.raises(HwlatError, match="no recording with placement 'shared'"):
+        WorkloadSignature.from_data(data, workload, placement="shared")
+    arch = get_space("nb201").sample(1, seed=0)[0]
+    p90 = {}
+    for where in ("pinned", "free"):
+        signature = WorkloadSignature.from_data(data, workload, placement=where)
+        assert signature.placement == where and len(signature.windows) == 1
+        latency = ColocatedLatency(make_model("slice").fit(data), {arch: 1.0}, signature, "nb201", quantile="p90")
+        assert latency.describe()["placement"] == where
+        p90[where] = float(latency([arch])[0])
+    # pinned, the stressor has the other core to itself; free, it shares the target's core half the time, so a
+    # 1 ms inference (a quarter of a 4 ms slice) waits a slice in its tail
+    assert p90["pinned"] == pytest.approx(1.0) and p90["free"] > 2.0

@@ -12,6 +12,20 @@ from hwlat.interference._features import TARGETS, InterferenceData, mean_std
 from hwlat.interference._model import InterferenceModel
 
 
+#: what a learnt model predicts: the log-slowdown itself ("none") or its difference from a physical model's
+BASES = ("none", "slice")
+
+
+def base_log_slowdowns(data: InterferenceData, base: str) -> np.ndarray:
+    """The log-slowdowns (n x len(TARGETS)) a model with `base` learns to correct: zero, or the time-slice
+    mixture's (`TimeSliceInterference`; no mixture: 0); HwlatError for a base not in BASES."""
+    if base not in BASES:
+        raise HwlatError(f"base must be one of {', '.join(BASES)}, got {base!r}")
+    if base == "slice":
+        return np.nan_to_num(data.slice_log_slowdowns(), nan=0.0)
+    return np.zeros((len(data), len(TARGETS)))
+
+
 class NoInterference(InterferenceModel):
     """Co-runners change nothing: slowdown 1, and the tail slowdowns are the isolated run's own tail."""
 
@@ -41,11 +55,7 @@ class TimeSliceInterference(InterferenceModel):
         pass
 
     def _predict(self, data: InterferenceData) -> np.ndarray:
-        return np.nan_to_num(data.slice_log_slowdowns(), nan=0.0)
-
-
-#: what a regression predicts: the log-slowdown itself ("none") or its difference from a physical model's
-BASES = ("none", "slice")
+        return base_log_slowdowns(data, "slice")
 
 
 class _AggregateRegression(InterferenceModel):
@@ -117,9 +127,7 @@ class BoostedInterference(_AggregateRegression):
         self.learning_rate, self.loss, self.random_state, self.base = learning_rate, loss, random_state, base
 
     def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
-        if self.base not in BASES:
-            raise HwlatError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
-        super()._fit(data, log_targets - self._base(data))
+        super()._fit(data, log_targets - base_log_slowdowns(data, self.base))
 
     def _fit_design(self, design: np.ndarray, log_targets: np.ndarray) -> None:
         self.design_, self.log_targets_ = design, log_targets
@@ -135,11 +143,8 @@ class BoostedInterference(_AggregateRegression):
     def _predict(self, data: InterferenceData) -> np.ndarray:
         design = self._design(data)
         predicted = np.column_stack([m.predict(design) for m in self.models_])
-        return (np.log(np.clip(predicted, 1e-3, None)) if self.loss == "relative" else predicted) + self._base(data)
-
-    def _base(self, data: InterferenceData) -> np.ndarray:
-        """The log-slowdowns the trees correct (n x len(TARGETS)): zero, or the time-slice mixture's."""
-        return TimeSliceInterference()._predict(data) if self.base == "slice" else np.zeros((len(data), len(TARGETS)))
+        correction = np.log(np.clip(predicted, 1e-3, None)) if self.loss == "relative" else predicted
+        return correction + base_log_slowdowns(data, self.base)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**super()._state(), "design": self.design_, "log_targets": self.log_targets_}

@@ -21,17 +21,22 @@ QUANTILES = {"median": "slowdown", "p90": "slowdown_p90", "p99": "slowdown_p99"}
 
 @dataclass(frozen=True)
 class WorkloadSignature:
-    """A co-runner workload as it looked alone: its co-runner list and the metric windows recorded for it."""
+    """A co-runner workload as it looked alone: its co-runner list, the metric windows recorded for it, and its
+    placement ("pinned": every process on fixed cores, "free": the scheduler's choice), which sets the placement
+    and time-slice descriptors of the scenarios built from it."""
 
     workload: str
     corunners: tuple[dict, ...]
     n_cores: float
     metric_names: tuple[str, ...]
     windows: tuple[np.ndarray, ...]
+    placement: str = "free"
 
     @classmethod
-    def from_data(cls, data: InterferenceData, workload: str, intensity: float | None = None) -> WorkloadSignature:
-        """Every "corunners" recording of `workload` in `data` (at `intensity`, needed when several were recorded)."""
+    def from_data(cls, data: InterferenceData, workload: str, intensity: float | None = None,
+                  placement: str | None = None) -> WorkloadSignature:
+        """Every "corunners" recording of `workload` in `data` (at `intensity` and `placement`, needed when
+        several were recorded)."""
         table = data.scenarios
         rows = np.flatnonzero(table["workload"].astype(str).to_numpy() == workload)
         if not len(rows):
@@ -47,8 +52,17 @@ class WorkloadSignature:
         keep = [k for k, level in enumerate(duty) if level == chosen]
         if not keep:
             raise HwlatError(f"workload {workload!r} has no recording at intensity {chosen} (recorded: {levels})")
+        placements = (table["placement"].astype(str).iloc[rows].to_numpy() if "placement" in table.columns
+                      else np.full(len(rows), "free"))
+        recorded = sorted({placements[k] for k in keep})
+        if placement is None and len(recorded) > 1:
+            raise HwlatError(f"workload {workload!r} was recorded with placements {recorded}; choose one")
+        where = recorded[0] if placement is None else placement
+        keep = [k for k in keep if placements[k] == where]
+        if not keep:
+            raise HwlatError(f"workload {workload!r} has no recording with placement {where!r} (recorded: {recorded})")
         return cls(workload, tuple(corunners[keep[0]]), float(table["n_cores"].iloc[rows[keep[0]]]),
-                   data.metric_names, tuple(data.windows[rows[k]] for k in keep))
+                   data.metric_names, tuple(data.windows[rows[k]] for k in keep), where)
 
 
 class ColocatedLatency(Metric):
@@ -92,6 +106,7 @@ class ColocatedLatency(Metric):
     def describe(self) -> dict:
         return {**super().describe(), "workload": self.signature.workload, "quantile": self.quantile,
                 "model": self.model.kind, "recordings": len(self.signature.windows),
+                "placement": self.signature.placement,
                 "isolated": self.isolated.describe(), "runtime": self.runtime, "threads": self.threads}
 
     def _scenarios(self, archs: list[str], isolated: np.ndarray) -> InterferenceData:
@@ -103,7 +118,8 @@ class ColocatedLatency(Metric):
                  "target_runtime": self.runtime, "target_threads": self.threads,
                  "target_flops": float(space.flops(arch)), "target_params": float(space.params(arch)),
                  "corunners": corunners, "n_corunner_procs": len(signature.corunners),
-                 "isolated_median_ms": float(isolated[i]), "n_cores": signature.n_cores, "kinds": kinds}
+                 "isolated_median_ms": float(isolated[i]), "n_cores": signature.n_cores, "kinds": kinds,
+                 "placement": signature.placement}
                 for i, arch in enumerate(archs) for k in range(len(signature.windows))]
         return InterferenceData(pd.DataFrame(rows), signature.metric_names, signature.windows * len(archs))
 

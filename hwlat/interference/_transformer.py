@@ -3,7 +3,8 @@
 The temporal branch attends over time steps (a token per step: every metric's value and missing flag), the metric
 branch across metrics (a token per metric: its series and summary statistics); both pool through a class token
 conditioned on the descriptors, and a head on [temporal, metric, descriptors] predicts log-slowdowns, with
-p90 >= median and p99 >= p90 by construction.
+p90 >= median and p99 >= p90 by construction; or, over a physical base (`base="slice"`), each target's correction to
+the base's log-slowdown.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from hwlat._errors import HwlatError
 from hwlat._torch import torch_threads
+from hwlat.interference._baselines import base_log_slowdowns
 from hwlat.interference._features import TARGETS, InterferenceData
 from hwlat.interference._model import InterferenceModel
 
@@ -32,8 +34,9 @@ LOSSES = ("l1", "relative")
 
 class _DualBranch(nn.Module):
     def __init__(self, n_metrics: int, n_descriptors: int, steps: int, d_model: int, heads: int, layers: int,
-                 dropout: float, branches: str = "both") -> None:
+                 dropout: float, branches: str = "both", ordered: bool = True) -> None:
         super().__init__()
+        self.ordered = ordered
         self.temporal_on, self.metric_on = branches in ("both", "temporal"), branches in ("both", "metric")
         self.step_in = nn.Linear(2 * n_metrics, d_model)
         self.position = nn.Parameter(0.02 * torch.randn(steps, d_model))
@@ -50,7 +53,8 @@ class _DualBranch(nn.Module):
         self.temporal, self.across = encoder(), encoder()
         self.head = nn.Sequential(nn.LayerNorm(3 * d_model), nn.Linear(3 * d_model, d_model), nn.GELU(),
                                   nn.Dropout(dropout), nn.Linear(d_model, len(TARGETS)))
-        #: log-slowdown offsets: training mean of the median, and softplus-inverse of the mean tail gaps
+        #: output offsets: training mean of the median, and softplus-inverse of the mean tail gaps (ordered), or
+        #: the training mean of each target (unordered: corrections to a base, whose tails may fall below its median)
         self.register_buffer("offset", torch.zeros(len(TARGETS)))
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor, valid: torch.Tensor,
@@ -59,6 +63,8 @@ class _DualBranch(nn.Module):
         temporal = self._temporal(x, missing, valid, described) if self.temporal_on else torch.zeros_like(described)
         across = self._across(x, missing, valid, described) if self.metric_on else torch.zeros_like(described)
         out = self.head(torch.cat([temporal, across, described], dim=-1)) + self.offset
+        if not self.ordered:
+            return out
         median = out[:, :1]
         p90 = median + nn.functional.softplus(out[:, 1:2])
         return torch.cat([median, p90, p90 + nn.functional.softplus(out[:, 2:3])], dim=1)
@@ -146,6 +152,8 @@ class TransformerInterference(InterferenceModel):
     length) as augmentation; a window longer than `steps` is predicted from `crops` evenly spaced crops.
     Loss (`loss`, see LOSSES): the relative error the evaluation reports (default), or L1 on log-slowdown; the
     tails weighted by `tail_weight`. `extras` adds descriptor groups (EXTRAS: measured co-runner load, oversubscription).
+    `base="slice"` (BASES) learns the correction to the time-slice mixture's log-slowdowns (`TimeSliceInterference`)
+    instead of the log-slowdowns themselves, as `BoostedInterference` does.
     `branches` switches branches off for ablations ("temporal", "metric", or "none": descriptors only).
     Deterministic for a `seed`; torch uses `threads` threads.
     """
@@ -157,13 +165,13 @@ class TransformerInterference(InterferenceModel):
                  lr: float = 2e-3, weight_decay: float = 1e-2, crop: float = 0.5, crops: int = 4,
                  validation_fraction: float = 0.2, validation_groups: str = "workload", tail_weight: float = 0.5,
                  branches: str = "both", loss: str = "relative", extras: tuple[str, ...] = ("load", "threads"),
-                 threads: int = 1, seed: int = 0) -> None:
+                 base: str = "none", threads: int = 1, seed: int = 0) -> None:
         self.d_model, self.heads, self.layers, self.dropout, self.steps = d_model, heads, layers, dropout, steps
         self.members, self.max_epochs, self.patience, self.batch_size = members, max_epochs, patience, batch_size
         self.lr, self.weight_decay, self.crop, self.crops = lr, weight_decay, crop, crops
         self.validation_fraction, self.validation_groups = validation_fraction, validation_groups
         self.tail_weight, self.branches, self.loss, self.extras = tail_weight, branches, loss, extras
-        self.threads, self.seed = threads, seed
+        self.base, self.threads, self.seed = base, threads, seed
 
     def _network(self) -> _DualBranch:
         if self.branches not in BRANCHES:
@@ -171,17 +179,21 @@ class TransformerInterference(InterferenceModel):
         if self.loss not in LOSSES:
             raise HwlatError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         return _DualBranch(len(self.spec_.metrics), len(self.spec_.descriptor_names), self.steps, self.d_model,
-                           self.heads, self.layers, self.dropout, self.branches)
+                           self.heads, self.layers, self.dropout, self.branches, ordered=self.base == "none")
 
     def _inputs(self, data: InterferenceData) -> tuple[_Windows, torch.Tensor]:
         windows = _Windows(self.spec_.windows(data), len(self.spec_.metrics))
         return windows, torch.from_numpy(self.spec_.descriptors(data).astype(np.float32))
 
     def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
+        log_targets = log_targets - base_log_slowdowns(data, self.base)  # what the nets learn
         windows, descriptors = self._inputs(data)
         targets = torch.from_numpy(log_targets.astype(np.float32))
-        gaps = np.clip(np.diff(log_targets, axis=1).mean(axis=0), 1e-3, None)
-        offset = torch.tensor([log_targets[:, 0].mean(), *np.log(np.expm1(gaps))], dtype=torch.float32)
+        if self.base == "none":
+            gaps = np.clip(np.diff(log_targets, axis=1).mean(axis=0), 1e-3, None)
+            offset = torch.tensor([log_targets[:, 0].mean(), *np.log(np.expm1(gaps))], dtype=torch.float32)
+        else:
+            offset = torch.from_numpy(log_targets.mean(axis=0).astype(np.float32))
         self.nets_, self.epochs_ = [], []
         with torch_threads(self.threads):
             for member in range(self.members):
@@ -261,7 +273,8 @@ class TransformerInterference(InterferenceModel):
     def _predict(self, data: InterferenceData) -> np.ndarray:
         windows, descriptors = self._inputs(data)
         with torch_threads(self.threads):
-            return self._forward(self.nets_, windows, descriptors).numpy().astype(float)
+            correction = self._forward(self.nets_, windows, descriptors).numpy().astype(float)
+        return correction + base_log_slowdowns(data, self.base)
 
     def _state(self) -> dict[str, np.ndarray]:
         state = {"epochs": np.asarray(self.epochs_)}
