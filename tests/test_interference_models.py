@@ -423,6 +423,14 @@ def test_train_evaluate_predict_commands(cli, tmp_path):
     assert failed.exit_code != 0 and "--split must be one of" in str(failed.exception)
     failed = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(tmp_path / "no" / "m.npz")])
     assert failed.exit_code != 0 and "does not exist" in str(failed.exception)  # before any training
+    over = tmp_path / "gb-over-slice.npz"
+    trained = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(over), "--model", "gb", "--base", "slice"])
+    assert trained.exit_code == 0, trained.output
+    assert InterferenceModel.load(over).base == "slice"
+    for wrong, message in ((["--model", "gb", "--base", "mixture"], "--base must be one of none, slice"),
+                           (["--model", "linear", "--base", "slice"], "--base slice applies to gb and transformer")):
+        failed = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(tmp_path / "bad.npz"), *wrong])
+        assert failed.exit_code != 0 and message in str(failed.exception) and not (tmp_path / "bad.npz").exists()
 
 
 def test_colocated_latency_keeps_the_signature_placement():

@@ -22,13 +22,20 @@ _DATA_HELP = "Co-location dataset directory (scenarios.csv, metrics.parquet), e.
 _DISTURBED_HELP = "Also use scenarios flagged disturbed (excluded by default)."
 
 
-def _model(kind: str, seed: int, members: int | None):
-    """A new model of `kind`; `seed` and `members` go to the kinds that take them."""
-    from hwlat.interference import make_model
+_BASE_HELP = ("What gb and transformer learn: the log-slowdown itself (none) or the correction to the time-slice "
+              "mixture (slice).")
 
+
+def _model(kind: str, seed: int, members: int | None, base: str = "none"):
+    """A new model of `kind`; `seed`, `members` and `base` go to the kinds that take them (HwlatError for an
+    unknown `base`)."""
+    from hwlat.interference import BASES, make_model
+
+    if base not in BASES:
+        raise HwlatError(f"--base must be one of {', '.join(BASES)}, got {base!r}")
     model = make_model(kind)
     params = model.get_params()
-    settings = {"seed": seed, "random_state": seed, "members": members}
+    settings = {"seed": seed, "random_state": seed, "members": members, "base": base}
     model.set_params(**{k: v for k, v in settings.items() if k in params and v is not None})
     return model
 
@@ -48,13 +55,16 @@ def train(
     kind: str = typer.Option("transformer", "--model", help="transformer, gb, linear or none."),
     seed: int = typer.Option(0, help="Seed of the model (and of its inner validation splits)."),
     members: int = typer.Option(None, help="Ensemble members of the transformer (default 5)."),
+    base: str = typer.Option("none", help=_BASE_HELP),
     include_disturbed: bool = typer.Option(False, "--include-disturbed", help=_DISTURBED_HELP),
 ) -> None:
     """Fit an interference model on every scenario of a dataset and save it."""
     if not out.parent.is_dir():
         raise HwlatError(f"cannot write {out}: directory {out.parent} does not exist")
+    model = _model(kind, seed, members, base)
+    if base != "none" and "base" not in model.get_params():
+        raise HwlatError(f"--base {base} applies to gb and transformer, not to {kind}")
     loaded = _load(data, include_disturbed)
-    model = _model(kind, seed, members)
     with Console(stderr=True).status(f"training {kind} on {len(loaded)} scenarios"):
         model.fit(loaded)
     model.save(out)
@@ -71,6 +81,7 @@ def evaluate(
     folds: int = typer.Option(5, help="Folds of the grouped cross-validation."),
     seed: int = typer.Option(0, help="Seed of the fold assignment and the models."),
     members: int = typer.Option(None, help="Ensemble members of the transformer (default 5)."),
+    base: str = typer.Option("none", help=_BASE_HELP + " Applies to every --model that takes it."),
     include_disturbed: bool = typer.Option(False, "--include-disturbed", help=_DISTURBED_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -79,7 +90,7 @@ def evaluate(
 
     if split not in SPLITS:
         raise HwlatError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    models = [_model(k, seed, members) for k in (kinds or ["none", "linear", "gb", "transformer"])]
+    models = [_model(k, seed, members, base) for k in (kinds or ["none", "linear", "gb", "transformer"])]
     loaded = _load(data, include_disturbed)
     console = Console(stderr=True)
     results = []
