@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from hwlat._errors import HwlatError
-from hwlat.profilers import (ModelSpec, WorkloadMix, export_colocation_dataset, load_colocation_dataset,
-                             record_colocation, scenarios_from)
+from hwlat.profilers import (ModelSpec, WorkloadMix, export_colocation_dataset, kernel_tick_ms,
+                             load_colocation_dataset, measure_time_slice_ms, record_colocation, scenarios_from)
 from hwlat.profilers._colocation import _Processes
 from hwlat.profilers._colocation_spec import pinned_cpus
 from hwlat.profilers._sysmetrics import sample_series
@@ -152,18 +152,47 @@ def test_onnxruntime_without_spinning_is_a_setting():
     assert passive.settings()["spinning"] is False and passive.platform_suffix() == "/nospin"
 
 
-def test_stores_without_placement_are_upgraded(tmp_path):
+def test_stores_without_placement_or_time_slice_are_upgraded(tmp_path):
     import sqlite3
 
     db = tmp_path / "db.sqlite"
     with ColocationStore(db) as store:
         store.add_scenario(ROW, {}, {})
-    with sqlite3.connect(db) as connection:  # the table as it was before placements existed
+    with sqlite3.connect(db) as connection:  # the table as it was before placements and time slices existed
         connection.execute("ALTER TABLE colocation_scenarios DROP COLUMN placement")
+        connection.execute("ALTER TABLE colocation_scenarios DROP COLUMN time_slice_ms")
     with ColocationStore(db, create=False) as store:
         assert store.scenarios_frame()["placement"].tolist() == ["free"]
-        store.add_scenario({**ROW, "scenario_id": "s2", "placement": "pinned"}, {}, {})
-        assert store.scenarios_frame()["placement"].tolist() == ["free", "pinned"]
+        store.add_scenario({**ROW, "scenario_id": "s2", "placement": "pinned", "time_slice_ms": 4.0}, {}, {})
+        frame = store.scenarios_frame()
+        assert frame["placement"].tolist() == ["free", "pinned"]
+        assert frame["time_slice_ms"].isna().tolist() == [True, False] and frame["time_slice_ms"].iloc[1] == 4.0
+
+
+def _command(process: psutil.Process) -> str:
+    """The command line of `process`, empty once it has ended (or is a zombie not yet reaped)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def _children_but_the_resource_tracker() -> set[int]:
+    """Child pids, without the helper process multiprocessing keeps for the rest of the session."""
+    return {p.pid for p in psutil.Process().children(recursive=True) if "resource_tracker" not in _command(p)}
+
+
+def test_time_slice_probe_measures_whole_kernel_ticks():
+    before = _children_but_the_resource_tracker()
+    measured = measure_time_slice_ms(seconds=0.3)
+    assert 0.1 < measured < 200
+    tick = kernel_tick_ms()
+    if tick is not None:  # the CPU-bound competitor is preempted at a tick (no high-resolution scheduler tick)
+        ticks = measured / tick
+        assert round(ticks) >= 1 and abs(ticks - round(ticks)) < 0.15, (measured, tick)
+    assert _children_but_the_resource_tracker() <= before  # probe and spinner are gone
+    with pytest.raises(HwlatError, match=f"on CPU {os.cpu_count() + 3}: this process may use"):
+        measure_time_slice_ms(os.cpu_count() + 3)
 
 
 def test_sampling_follows_the_interval():
@@ -204,13 +233,13 @@ def test_record_resume_export_and_load(tmp_path, tiny_onnx):
     db = tmp_path / "db.sqlite"
     scenarios = scenarios_from([f"onnx:{tiny_onnx}@ort-t1"], ["cpu-x1", "cache-x1+membw-x1"], [1.0],
                                phase_s=0.4, interval_s=0.05)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    before = _children_but_the_resource_tracker()
     pinned = scenarios_from([f"onnx:{tiny_onnx}@ort-t1"], ["cpu-x1"], [1.0], phase_s=0.4, interval_s=0.05,
                             placement="pinned")
     scenarios = scenarios + pinned
     first = record_colocation(scenarios[:1], store=db, tolerance=10.0, quiet_wait_s=0)
-    assert (first.recorded, first.skipped, first.failed) == (1, 0, [])
-    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before  # all targets and co-runners stopped
+    assert (first.recorded, first.skipped, first.failed) == (1, 0, []) and first.time_slice_ms > 0
+    assert _children_but_the_resource_tracker() <= before  # all targets and co-runners stopped
     again = record_colocation(scenarios, store=db, tolerance=10.0, quiet_wait_s=0)
     assert (again.recorded, again.skipped) == (2, 1)  # only the scenarios not stored yet
 
@@ -219,6 +248,7 @@ def test_record_resume_export_and_load(tmp_path, tiny_onnx):
     assert counts["scenarios"] == len(frame) == 3 and set(frame["scenario_id"]) == {s.scenario_id for s in scenarios}
     placements = frame.set_index("scenario_id")["placement"]
     assert placements[pinned[0].scenario_id] == "pinned" and (placements.drop(pinned[0].scenario_id) == "free").all()
+    assert set(frame["time_slice_ms"]) == {first.time_slice_ms, again.time_slice_ms}  # measured once per call
     frame.drop(columns="placement").to_csv(tmp_path / "dataset" / "scenarios.csv", index=False)
     assert (load_colocation_dataset(tmp_path / "dataset")[0]["placement"] == "free").all()  # older exports: free
     assert set(frame["workload"]) == {"cpu-x1", "cache-x1+membw-x1"} and set(frame["target"]) == {"onnx:tiny"}
@@ -232,7 +262,7 @@ def test_record_resume_export_and_load(tmp_path, tiny_onnx):
     assert len(inferences) == counts["inferences"] and set(inferences["phase"]) == {"isolated_before", "colocated",
                                                                                    "isolated_after"}
     card = (tmp_path / "dataset" / "README.md").read_text()
-    assert "3 scenarios" in card and "2 free, 1 pinned" in card
+    assert "3 scenarios" in card and "2 free, 1 pinned" in card and "for 3 of 3 scenarios" in card
 
 
 def test_load_names_missing_columns(tmp_path):
@@ -285,7 +315,7 @@ def test_sigterm_stops_every_child(tmp_path, tiny_onnx):
     def terminate_when_running() -> None:
         while len(seen) < 2 and not stop.is_set():
             seen[:] = [p.pid for p in psutil.Process().children(recursive=True)
-                       if "_colocation_child" in " ".join(p.cmdline())]
+                       if "_colocation_child" in _command(p)]
             time.sleep(0.05)
         time.sleep(2.5)
         if not stop.is_set():  # never signal pytest itself once recording is over
@@ -308,9 +338,9 @@ def test_sigterm_stops_every_child(tmp_path, tiny_onnx):
 def test_a_target_that_cannot_load_fails_its_scenario_and_stops_the_co_runners(tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    before = _children_but_the_resource_tracker()
     result = record_colocation(scenarios_from([f"onnx:{broken}@ort-t1"], ["cpu-x1"], [1.0]),
                                store=tmp_path / "db.sqlite", quiet_wait_s=0)
     assert result.recorded == 0 and len(result.failed) == 1
     assert "broken.onnx" in result.failed[0][1] and "\n" not in result.failed[0][1]
-    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+    assert _children_but_the_resource_tracker() <= before

@@ -17,6 +17,7 @@ from hwlat._errors import HwlatError
 from hwlat.interference import (EXTRAS, ColocatedLatency, CrossValidation, FeatureSpec, InterferenceData,
                                 InterferenceModel, TransformerInterference, WorkloadSignature, cross_validate,
                                 mae_percent, make_model, model_kinds, tune)
+from hwlat.interference._features import TIME_SLICE_MS
 
 #: the shipped co-location dataset (recorded on the project machine)
 DATA = PROJECT_ROOT / "data" / "interference-cpu"
@@ -269,6 +270,27 @@ def test_time_slice_descriptors_follow_the_preemption_mixture(tmp_path):
     loaded = InterferenceModel.load(model.save(tmp_path / "gb.npz"))
     assert set(EXTRAS["slice"]) <= set(loaded.spec_.descriptor_names)
     np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
+
+
+def test_time_slice_descriptors_use_each_scenarios_measured_slice():
+    # a 1 ms inference beside a CPU stressor on its core: a whole slice of a 1 ms kernel slice (every inference is
+    # preempted once, the median waits 1 ms), a quarter of the default 4 ms slice (the median runs untouched)
+    scenarios, metrics = slice_frames([1.0, 1.0], corunners=2)
+    data = InterferenceData.from_frames(scenarios.assign(time_slice_ms=[1.0, np.nan]), metrics)
+    np.testing.assert_allclose(data.slice_ms(), [1.0, TIME_SLICE_MS])
+    table = data.time_slice()
+    np.testing.assert_allclose(table["slice_ratio"], [1.0, 1.0 / TIME_SLICE_MS])
+    np.testing.assert_allclose(table["slice_log_slowdown"], [np.log(2.0), 0.0])
+    assert (data.time_slice(4.0)["slice_ratio"] == 0.25).all()  # an explicit slice overrides the recorded ones
+    # a search scenario built from a recorded workload takes the slice of the machine it was recorded on
+    from hwlat.spaces import get_space
+
+    one = InterferenceData.from_frames(scenarios.assign(time_slice_ms=1.0), metrics)
+    signature = WorkloadSignature.from_data(one, str(scenarios["workload"].iloc[0]))
+    assert signature.time_slice_ms == 1.0
+    arch = get_space("nb201").sample(1, seed=0)[0]
+    latency = ColocatedLatency(make_model("slice").fit(one), {arch: 1.0}, signature, "nb201", quantile="median")
+    assert latency.describe()["time_slice_ms"] == 1.0 and float(latency([arch])[0]) == pytest.approx(2.0)
 
 
 def preempted_and_memory_bound() -> tuple[InterferenceData, np.ndarray, np.ndarray]:

@@ -89,7 +89,8 @@ def record(
         typer.echo(json.dumps(result.as_dict()))
     else:
         console.print(f"{result.recorded} recorded ({result.disturbed} disturbed), {result.skipped} already stored, "
-                      f"{result.remaining} left for a rerun, {len(result.failed)} failed; store: {result.db}")
+                      f"{result.remaining} left for a rerun, {len(result.failed)} failed; store: {result.db}"
+                      + (f"; scheduler time slice {result.time_slice_ms:.2f} ms" if result.time_slice_ms else ""))
         for name, error in result.failed[:5]:
             console.print(f"[red]failed[/red] {name}: {error}")
     if result.failed:

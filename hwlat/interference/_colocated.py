@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hwlat._errors import HwlatError
-from hwlat.interference._features import TARGETS, InterferenceData, corunner_list
+from hwlat.interference._features import TARGETS, TIME_SLICE_MS, InterferenceData, corunner_list
 from hwlat.interference._model import InterferenceModel
 from hwlat.search import Metric, PredictedLatency, TableMetric
 from hwlat.spaces import get_space
@@ -22,8 +22,9 @@ QUANTILES = {"median": "slowdown", "p90": "slowdown_p90", "p99": "slowdown_p99"}
 @dataclass(frozen=True)
 class WorkloadSignature:
     """A co-runner workload as it looked alone: its co-runner list, the metric windows recorded for it, and its
-    placement ("pinned": every process on fixed cores, "free": the scheduler's choice), which sets the placement
-    and time-slice descriptors of the scenarios built from it."""
+    placement ("pinned": every process on fixed cores, "free": the scheduler's choice) and the scheduler's time slice
+    on the machine it was recorded on, which set the placement and time-slice descriptors of the scenarios built
+    from it."""
 
     workload: str
     corunners: tuple[dict, ...]
@@ -31,6 +32,7 @@ class WorkloadSignature:
     metric_names: tuple[str, ...]
     windows: tuple[np.ndarray, ...]
     placement: str = "free"
+    time_slice_ms: float = TIME_SLICE_MS
 
     @classmethod
     def from_data(cls, data: InterferenceData, workload: str, intensity: float | None = None,
@@ -62,7 +64,8 @@ class WorkloadSignature:
         if not keep:
             raise HwlatError(f"workload {workload!r} has no recording with placement {where!r} (recorded: {recorded})")
         return cls(workload, tuple(corunners[keep[0]]), float(table["n_cores"].iloc[rows[keep[0]]]),
-                   data.metric_names, tuple(data.windows[rows[k]] for k in keep), where)
+                   data.metric_names, tuple(data.windows[rows[k]] for k in keep), where,
+                   float(np.median(data.slice_ms()[rows[keep]])))
 
 
 class ColocatedLatency(Metric):
@@ -106,7 +109,7 @@ class ColocatedLatency(Metric):
     def describe(self) -> dict:
         return {**super().describe(), "workload": self.signature.workload, "quantile": self.quantile,
                 "model": self.model.kind, "recordings": len(self.signature.windows),
-                "placement": self.signature.placement,
+                "placement": self.signature.placement, "time_slice_ms": self.signature.time_slice_ms,
                 "isolated": self.isolated.describe(), "runtime": self.runtime, "threads": self.threads}
 
     def _scenarios(self, archs: list[str], isolated: np.ndarray) -> InterferenceData:
@@ -119,7 +122,7 @@ class ColocatedLatency(Metric):
                  "target_flops": float(space.flops(arch)), "target_params": float(space.params(arch)),
                  "corunners": corunners, "n_corunner_procs": len(signature.corunners),
                  "isolated_median_ms": float(isolated[i]), "n_cores": signature.n_cores, "kinds": kinds,
-                 "placement": signature.placement}
+                 "placement": signature.placement, "time_slice_ms": signature.time_slice_ms}
                 for i, arch in enumerate(archs) for k in range(len(signature.windows))]
         return InterferenceData(pd.DataFrame(rows), signature.metric_names, signature.windows * len(archs))
 

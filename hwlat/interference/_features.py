@@ -48,9 +48,11 @@ EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
                         *(f"{where}_load_{k}" for where in ("shared", "other") for k in _PLACED_KINDS)),
           "slice": ("slice_ratio", "slice_fraction", "slice_competitors", "slice_wait_ratio",
                     *(f"slice_log_{t}" for t in TARGETS))}
-#: the effective scheduler time slice (ms) of the machine the shipped datasets were recorded on: its kernel ticks at
-#: CONFIG_HZ=250 (4 ms) and EEVDF's base slice (0.75 ms x (1 + log2 of 2 CPUs) = 1.5 ms) is shorter, so a CPU-bound
-#: task is preempted at the next tick; pinned targets preempted beside a CPU stressor wait 4.05 ms (median)
+#: the effective scheduler time slice (ms) of scenarios recorded without one (`time_slice_ms`, measured by the recorder
+#: since it exists): that of the machine the shipped datasets were recorded on. Its kernel ticks at CONFIG_HZ=250
+#: (4 ms) and EEVDF's base slice (0.75 ms x (1 + log2 of 2 CPUs) = 1.5 ms) is shorter, so a CPU-bound task is
+#: preempted at the next tick; pinned targets preempted beside a CPU stressor wait 4.05 ms (median), and
+#: `hwlat.profilers.measure_time_slice_ms` measures 4.02-4.06 ms there
 TIME_SLICE_MS = 4.0
 #: quantile of the per-inference latency behind each of TARGETS
 _TARGET_QUANTILES = (0.5, 0.9, 0.99)
@@ -124,14 +126,23 @@ class InterferenceData:
         rows = [_placement(*layout) for layout in self._layouts()]
         return pd.DataFrame(np.reshape(rows, (len(self), len(EXTRAS["placement"]))), columns=EXTRAS["placement"])
 
-    def time_slice(self, slice_ms: float = TIME_SLICE_MS) -> pd.DataFrame:
+    def time_slice(self, slice_ms: float | None = None) -> pd.DataFrame:
         """The "slice" descriptors of each scenario (EXTRAS["slice"], see `_time_slice`) for a scheduler time slice
-        of `slice_ms`: co-runners compete for the target's cores as `_layouts` places them, each counted in
-        proportion to how much of a slice it runs before it sleeps (`_slice_use`)."""
+        of `slice_ms` (default: each scenario's `slice_ms()`): co-runners compete for the target's cores as
+        `_layouts` places them, each counted in proportion to how much of a slice it runs before it sleeps
+        (`_slice_use`)."""
+        slice_ms = self.slice_ms() if slice_ms is None else np.full(len(self), float(slice_ms))
         competitors = np.array([_competitors(*layout) for layout in self._layouts()]).reshape(len(self))
         isolated = pd.to_numeric(self.scenarios["isolated_median_ms"], errors="coerce").to_numpy(float)
         values = _time_slice(isolated, competitors * _slice_use(self, slice_ms), slice_ms)
         return pd.DataFrame(values, columns=EXTRAS["slice"])
+
+    def slice_ms(self) -> np.ndarray:
+        """Each scenario's scheduler time slice (ms): the `time_slice_ms` the recorder measured on its machine, or
+        `TIME_SLICE_MS` where the scenario has none (recorded before it was measured)."""
+        recorded = pd.to_numeric(self.scenarios.get("time_slice_ms", pd.Series(np.nan, index=self.scenarios.index)),
+                                 errors="coerce").to_numpy(float)
+        return np.where(np.isfinite(recorded) & (recorded > 0), recorded, TIME_SLICE_MS)
 
     def slice_log_slowdowns(self) -> np.ndarray:
         """The time-slice mixture's log-slowdowns (n x len(TARGETS)): the last columns of `time_slice`."""
@@ -362,7 +373,7 @@ def _competitors(corunners: list[dict], layout: tuple[np.ndarray, np.ndarray, np
     return float((intensity @ spread)[own > 0].max()) if len(corunners) else 0.0
 
 
-def _slice_use(data: InterferenceData, slice_ms: float) -> np.ndarray:
+def _slice_use(data: InterferenceData, slice_ms: np.ndarray) -> np.ndarray:
     """How much of a time slice the co-runners use before they sleep (0-1), from their window: busy CPU time per
     context switch over `slice_ms`. CPU-bound stressors run whole slices; a multi-threaded model co-runner that
     waits passively between operators wakes and sleeps every few microseconds and barely delays the target.
@@ -378,7 +389,7 @@ def _slice_use(data: InterferenceData, slice_ms: float) -> np.ndarray:
     return np.where(np.isfinite(burst_ms), np.clip(burst_ms / slice_ms, 0, 1), 1.0)
 
 
-def _time_slice(isolated_ms: np.ndarray, competitors: np.ndarray, slice_ms: float) -> np.ndarray:
+def _time_slice(isolated_ms: np.ndarray, competitors: np.ndarray, slice_ms: np.ndarray) -> np.ndarray:
     """The "slice" descriptors (n x len(EXTRAS["slice"])) of targets whose inferences take `isolated_ms` alone beside
     `competitors` CPU-bound co-runner threads on their core (round-robin time slices of `slice_ms`).
 

@@ -4,10 +4,11 @@ from hwlat.profilers._colocation import (ModelSpec, RecordResult, Scenario, Work
                                          load_colocation_dataset, record_colocation, scenarios_from)
 from hwlat.profilers._profile import ProfileResult, platform_key, profile
 from hwlat.profilers._protocol import MeasurementProtocol, TimingStats, measure, median_confidence_interval
+from hwlat.profilers._timeslice import kernel_tick_ms, measure_time_slice_ms
 from hwlat.profilers._workload import Workload
 from hwlat.profilers.runtimes import RUNTIMES, BaseRuntime, get_runtime
 
 __all__ = ["RUNTIMES", "BaseRuntime", "MeasurementProtocol", "ModelSpec", "ProfileResult", "RecordResult", "Scenario",
            "TimingStats", "Workload", "WorkloadMix", "export_colocation_dataset", "get_runtime",
-           "load_colocation_dataset", "measure", "median_confidence_interval", "platform_key", "profile",
-           "record_colocation", "scenarios_from"]
+           "kernel_tick_ms", "load_colocation_dataset", "measure", "measure_time_slice_ms",
+           "median_confidence_interval", "platform_key", "profile", "record_colocation", "scenarios_from"]

@@ -29,6 +29,7 @@ from hwlat._errors import HwlatError
 from hwlat.profilers._colocation_dataset import export_colocation_dataset, load_colocation_dataset
 from hwlat.profilers._colocation_spec import PASSIVE_ENV, ModelSpec, Scenario, WorkloadMix, scenarios_from
 from hwlat.profilers._sysmetrics import metrics_between, sample_series, snapshot
+from hwlat.profilers._timeslice import measure_time_slice_ms
 from hwlat.profilers._worker import THREAD_ENV_VARS
 from hwlat.store._colocation import PHASES, ColocationStore
 
@@ -249,10 +250,12 @@ class RecordResult:
     disturbed: int = 0
     remaining: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: the scheduler's time slice measured before recording (stored with every scenario); None if nothing to record
+    time_slice_ms: float | None = None
 
     def as_dict(self) -> dict:
         return {"db": self.db, "device_id": self.device_id, "recorded": self.recorded, "skipped": self.skipped,
-                "disturbed": self.disturbed, "remaining": self.remaining,
+                "disturbed": self.disturbed, "remaining": self.remaining, "time_slice_ms": self.time_slice_ms,
                 "failed": [{"scenario": s, "error": e} for s, e in self.failed]}
 
 
@@ -300,6 +303,8 @@ def record_colocation(
         result = RecordResult(db=store.url, device_id=device.id, skipped=len(wanted) - len(todo))
         if todo:
             store.add_device(device)
+            wait_for_quiet(quiet_threshold, quiet_wait_s)
+            result.time_slice_ms = measure_time_slice_ms()
         if on_start:
             on_start(len(wanted), result.skipped)
         started = time.monotonic()
@@ -311,7 +316,7 @@ def record_colocation(
                     result.remaining = len(todo) - index
                     break
                 answer = _record_one(scenario, processes, store, device.id, tolerance, max_attempts,
-                                     lambda: wait_for_quiet(quiet_threshold, quiet_wait_s))
+                                     lambda: wait_for_quiet(quiet_threshold, quiet_wait_s), result.time_slice_ms)
                 if "error" in answer:
                     result.failed.append((f"{scenario.target.label} | {scenario.workload.name}", answer["error"]))
                 else:
@@ -326,7 +331,7 @@ def record_colocation(
 
 
 def _record_one(scenario: Scenario, processes: _Processes, store: ColocationStore, device_id: str,
-                tolerance: float, max_attempts: int, quiet: Callable[[], float]) -> dict:
+                tolerance: float, max_attempts: int, quiet: Callable[[], float], time_slice_ms: float) -> dict:
     """Run a scenario (retrying disturbed attempts) and store it; the stored row, or {"error": ...}."""
     try:
         target, corunners = processes.ready(scenario)
@@ -334,6 +339,7 @@ def _record_one(scenario: Scenario, processes: _Processes, store: ColocationStor
             background = quiet()
             phases = {phase: _run_phase(scenario, phase, target.child, corunners) for phase in PHASES}
             row = _scenario_row(scenario, phases, target.facts, device_id, tolerance, attempt, background)
+            row["time_slice_ms"] = time_slice_ms
             if not row["disturbed"]:
                 break
     except HwlatError as exc:  # a process failed to load or died: restart them for the next scenario

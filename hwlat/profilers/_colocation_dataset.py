@@ -120,6 +120,18 @@ def load_colocation_dataset(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.D
     return scenarios, metrics
 
 
+def _slice_note(scenarios: pd.DataFrame) -> str:
+    """What the data card says about the measured time slice (`time_slice_ms`)."""
+    import pandas as pd
+
+    measured = pd.to_numeric(scenarios.get("time_slice_ms", pd.Series(dtype=float)), errors="coerce").dropna()
+    if measured.empty:
+        return "not measured for these scenarios (recorded before the recorder measured it)."
+    return (f"`time_slice_ms`, measured before each recording session with `hwlat.profilers.measure_time_slice_ms` "
+            f"(a CPU-bound process beside another on one core), {measured.min():.2f}-{measured.max():.2f} ms here, "
+            f"for {len(measured)} of {len(scenarios)} scenarios.")
+
+
 def data_card(scenarios: pd.DataFrame, metrics: pd.DataFrame, fingerprint: dict, notes: str = "") -> str:
     """The dataset's README: machine, counts, settings, columns and caveats, then the recorder's `notes`."""
     clean = scenarios[scenarios["disturbed"] == 0]
@@ -195,7 +207,8 @@ co-runner process idle.
 - Slowdowns depend on this machine (core count, cache sizes, the hypervisor's scheduling).
 - The median hides time slicing: an inference much shorter than the scheduler's slice mostly runs untouched,
   so short targets beside CPU-bound co-runners show slowdowns near 1 in the median and large ones in
-  `slowdown_p90` / `slowdown_p99`.
+  `slowdown_p90` / `slowdown_p99`. The slice depends on the kernel (its tick, CONFIG_HZ, and the scheduler's base
+  slice): {_slice_note(scenarios)}
 
 {notes.strip()}
 """

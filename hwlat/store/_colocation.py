@@ -51,6 +51,9 @@ class ColocationScenario(Base):
     phase_s: Mapped[float]
     interval_s: Mapped[float]
     placement: Mapped[str] = mapped_column(String, server_default="free")  # free | pinned (see _colocation_spec)
+    #: the scheduler's time slice measured when recording (ms, `hwlat.profilers.measure_time_slice_ms`); NULL in
+    #: stores written before it was measured
+    time_slice_ms: Mapped[float | None]
     isolated_median_ms: Mapped[float]
     isolated_p90_ms: Mapped[float]
     isolated_p99_ms: Mapped[float]
@@ -109,7 +112,7 @@ class ColocationStore(MeasurementStore):
         super().__init__(url, create=create)
         try:
             Base.metadata.create_all(self._engine, tables=_TABLES)
-            _add_placement_column(self._engine)
+            _add_later_columns(self._engine)
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise HwlatError(f"cannot open database {self.url}: {_reason(exc)}") from None
@@ -200,12 +203,19 @@ class ColocationStore(MeasurementStore):
             {"scenario_id": [], "phase": [], "end_s": np.array([], "f4"), "latency_ms": np.array([], "f4")})
 
 
-def _add_placement_column(engine) -> None:
-    """Stores written before scenarios had a placement get the column; their scenarios were all `free`."""
-    if "placement" not in {c["name"] for c in inspect(engine).get_columns(ColocationScenario.__tablename__)}:
-        with engine.begin() as connection:
-            connection.execute(text(f"ALTER TABLE {ColocationScenario.__tablename__} "
-                                    "ADD COLUMN placement VARCHAR NOT NULL DEFAULT 'free'"))
+#: columns added after the first stores were written, with their definition for older stores: their scenarios
+#: were all `free`, and their time slice was not measured
+_LATER_COLUMNS = {"placement": "VARCHAR NOT NULL DEFAULT 'free'", "time_slice_ms": "FLOAT"}
+
+
+def _add_later_columns(engine) -> None:
+    """Stores written before a column in `_LATER_COLUMNS` existed get it."""
+    table = ColocationScenario.__tablename__
+    present = {c["name"] for c in inspect(engine).get_columns(table)}
+    with engine.begin() as connection:
+        for name, definition in _LATER_COLUMNS.items():
+            if name not in present:
+                connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {definition}"))
 
 
 def _jsonable(value: Any) -> float | None:
@@ -215,7 +225,7 @@ def _jsonable(value: Any) -> float | None:
 
 def _scenario_row(scenario: Mapping[str, Any]) -> dict[str, Any]:
     """The scenario as column values; required columns present, no unknown ones."""
-    optional = {"target_flops", "target_params", "created_at", "hwlat_version", "placement"}
+    optional = {"target_flops", "target_params", "created_at", "hwlat_version", "placement", "time_slice_ms"}
     missing = [name for name in SCENARIO_COLUMNS if name not in optional and scenario.get(name) is None]
     unknown = sorted(set(scenario) - set(SCENARIO_COLUMNS))
     if missing or unknown:
