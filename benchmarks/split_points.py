@@ -29,7 +29,7 @@ import pandas as pd
 import psutil
 
 from hwlat.split import analyze_split, parse_bandwidths, parse_duration_ms, parse_side
-from hwlat.split._api import PART_PROTOCOL, RUN_PROTOCOL
+from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL
 
 NB201 = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 FBNET = ("fbnet:k5_e6-k5_e1_g2-k5_e1-k3_e3-k3_e3-k3_e1-k3_e1-k3_e1-k3_e1_g2-k5_e6-k5_e1_g2-skip-k5_e1-k5_e1_g2-"
@@ -111,6 +111,7 @@ def summarize(table: pd.DataFrame, noise: float) -> dict:
     ranked = table.sort_values("measured_latency_ms")
     best, runner_up = ranked.iloc[0], ranked.iloc[1]
     chosen = table.loc[table["latency_ms"].idxmin()]
+    margin = table["latency_ms"].nsmallest(2).iloc[-1] / chosen["latency_ms"] - 1
     regret = chosen["measured_latency_ms"] / best["measured_latency_ms"] - 1
     gap = runner_up["measured_latency_ms"] / best["measured_latency_ms"] - 1
     tie = max(TOLERANCE, noise, best["measured_latency_ci_rel"] + runner_up["measured_latency_ci_rel"])
@@ -118,7 +119,7 @@ def summarize(table: pd.DataFrame, noise: float) -> dict:
     return {"splits": len(table), "median_abs_error": float(error.median()), "p90_abs_error": float(error.quantile(0.9)),
             "within_5pct": float((error <= 0.05).mean()), "match": bool(chosen["plan"] == best["plan"]),
             "match_tol": bool(regret <= allowed), "clear": bool(gap > tie), "gap": float(gap), "regret": float(regret),
-            "quiet": bool(table["other_cores_busy"].max() <= QUIET),
+            "quiet": bool(table["other_cores_busy"].max() <= QUIET), "close_call": bool(margin < CLOSE_CALL),
             "chosen": chosen["plan"], "measured_best": best["plan"]}
 
 
@@ -180,6 +181,9 @@ def report(every: pd.DataFrame) -> None:
           f"{rate(clear['match'])}; near-ties: {len(tie)}, strict {rate(tie['match'])}, within tolerance "
           f"{rate(tie['match_tol'])}; median regret {np.median(scenarios['regret']):.3f}, "
           f"max {scenarios['regret'].max():.3f}")
+    close, sure = scenarios[scenarios["close_call"]], scenarios[~scenarios["close_call"]]
+    print(f"  predicted close calls (runner-up predicted < {CLOSE_CALL:.0%} slower, flagged by `hwlat split`): "
+          f"{len(close)}, strict {rate(close['match'])}; the other {len(sure)}: strict {rate(sure['match'])}")
     print(f"  scenarios whose every real run was quiet (other jobs <= {QUIET} cores): {len(calm)}, strict "
           f"{rate(calm['match'])}, within tolerance {rate(calm['match_tol'])}")
 

@@ -12,7 +12,7 @@ import pytest
 
 from hwlat._errors import HwlatError
 from hwlat.split import Link, SplitSession, analyze_split, parse_side
-from hwlat.split._api import CALIBRATION_SPINS_MS, PART_PROTOCOL, RUN_PROTOCOL
+from hwlat.split._api import CALIBRATION_SPINS_MS, CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL, SplitResult
 from conftest import render_in_chromium
 from tests.test_split import branchy_model
 
@@ -149,6 +149,40 @@ def test_three_stages_searched_with_optuna_and_run(branchy):
     assert chosen["latency_ms"] == table["latency_ms"].min()
 
 
+def ranked_plans() -> SplitResult:
+    """A result as `analyze_split` returns it, without stage processes: at 100Mbps the runner-up is predicted 4 %
+    slower than the chosen plan (measured the other way round), at 1Gbps 50 % slower, at 10Mbps there is one plan."""
+    import pandas as pd
+
+    rows = [("100Mbps", "a", 4.0, 4.4), ("100Mbps", "b", 4.16, 4.2), ("100Mbps", "c", 9.0, 9.0),
+            ("1Gbps", "b", 3.0, 3.1), ("1Gbps", "a", 2.0, 2.1), ("10Mbps", "a", 20.0, 20.5)]
+    table = pd.DataFrame(rows, columns=["bandwidth", "plan", "latency_ms", "measured_latency_ms"])
+    table["best_latency"] = table["latency_ms"] == table.groupby("bandwidth")["latency_ms"].transform("min")
+    table["on_front"] = table["best_latency"]
+    return SplitResult(table, [], {"sides": {}})
+
+
+def test_chosen_split_names_the_runner_up_and_close_calls(monkeypatch, capsys):
+    chosen = ranked_plans().chosen().set_index("bandwidth")
+    assert chosen.loc[["100Mbps", "1Gbps"], "runner_up"].tolist() == ["b", "b"]
+    assert chosen.loc["100Mbps", "runner_up_margin"] == pytest.approx(0.04)
+    assert chosen.loc["1Gbps", "runner_up_margin"] == pytest.approx(0.5) and CLOSE_CALL < 0.5
+    assert chosen["close_call"].tolist() == [True, False, False]  # one plan alone is no close call
+    assert chosen.loc["10Mbps", ["runner_up", "runner_up_margin"]].isna().all()
+    monkeypatch.setattr("hwlat.split.analyze_split", lambda *args, **kwargs: ranked_plans())
+    code, out, err = run_main(monkeypatch, capsys, "split", "--model", "nb201:x", *SIDES)
+    assert code == 0, err
+    text = " ".join(out.split())  # the console wraps long lines
+    assert text.count("close call") == 1, out
+    assert "close call at 100Mbps: b is predicted only 4.0% slower than the chosen a" in text
+    assert "measured 4.40 and 4.20 ms" in text
+    unverified = ranked_plans()
+    unverified.table = unverified.table.drop(columns="measured_latency_ms")
+    monkeypatch.setattr("hwlat.split.analyze_split", lambda *args, **kwargs: unverified)
+    code, out, err = run_main(monkeypatch, capsys, "split", "--model", "nb201:x", *SIDES)
+    assert code == 0 and "only real runs of both can order them" in " ".join(out.split()), err
+
+
 @pytest.mark.parametrize("cut, message", [
     ("mul", "cut 'mul' is not a valid cut point: 2 tensors cross after node 'mul' (x, e)"),  # inside the skip
     ("sigmoid", "cut 'sigmoid' is not a valid cut point: 3 tensors cross after node 'sigmoid'"),  # in a branch
@@ -204,5 +238,6 @@ def test_cut_runs_only_the_listed_cuts_and_the_report_renders_in_chromium(monkey
     table = table[:table.index("</table>")]
     assert table.count("<tr") == len(front) + 1  # header + one row per front member
     assert "measured_latency_ms" in table and all(row["plan"] in table for row in front)
-    chosen = next(row["plan"] for row in result["chosen"] if row["bandwidth"] == "10Mbps")
-    assert f'"chosen": "{chosen}"' in dom  # the chosen split is in the page's settings
+    chosen = next(row for row in result["chosen"] if row["bandwidth"] == "10Mbps")
+    assert f'"chosen": "{chosen["plan"]}"' in dom  # the chosen split is in the page's settings, with the runner-up
+    assert f'"runner_up": "{chosen["runner_up"]}"' in dom and '"close_call": ' in dom

@@ -42,7 +42,7 @@ def split(
         parse_duration_ms,
         parse_side,
     )
-    from hwlat.split._api import PART_PROTOCOL, RUN_PROTOCOL, check_report_prefix
+    from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL, check_report_prefix
 
     if list_cuts:
         _print_cuts(model, compression, max_tensors, as_json)
@@ -94,6 +94,17 @@ def split(
             cells += [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns[1:]]
             view.add_row(*cells)
         out.print(view)
+    measured = table.set_index(["bandwidth", "plan"]).get("measured_latency_ms")
+    for _, choice in result.chosen().iterrows():
+        if not choice["close_call"]:
+            continue
+        pair = [(choice["bandwidth"], choice[key]) for key in ("plan", "runner_up")]
+        runs = [] if measured is None else [float(measured[key]) for key in pair if key in measured.index]
+        verdict = (f"measured {runs[0]:.2f} and {runs[1]:.2f} ms" if len(runs) == 2 and all(r == r for r in runs)
+                   else "only real runs of both can order them (--verify-all, or --cut naming both)")
+        out.print(f"[yellow]close call[/yellow] at {choice['bandwidth']}: {choice['runner_up']} is predicted only "
+                  f"{choice['runner_up_margin']:.1%} slower than the chosen {choice['plan']} (under {CLOSE_CALL:.0%},"
+                  f" about the 90th percentile of prediction error measured here); {verdict}")
     out.print(f"{len(result.cuts)} cut points; sides: {result.settings['sides']}")
     for path in paths:
         out.print(f"wrote {path}")

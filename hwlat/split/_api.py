@@ -26,6 +26,10 @@ PART_PROTOCOL = MeasurementProtocol(warmup_runs=5, warmup_seconds=0.05, min_repe
 RUN_PROTOCOL = MeasurementProtocol(warmup_runs=3, warmup_seconds=0.0, min_repeats=10, time_budget_s=1.5)
 #: busy time per stage (ms) of the transport calibration's round trips: receivers idle from ~0.3 ms to ~65 ms
 CALIBRATION_SPINS_MS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+#: a chosen split is a close call when the runner-up is predicted less than this much slower: about the 90th
+#: percentile of a single plan's |predicted / measured latency - 1| in real runs here (10.8 % over 891 runs,
+#: BENCHMARKS.md), so their order may be the other way round; only real runs of both (`verify`) can tell
+CLOSE_CALL = 0.10
 
 
 @dataclass(frozen=True)
@@ -231,8 +235,18 @@ class SplitResult:
     settings: dict = field(default_factory=dict)
 
     def chosen(self) -> pd.DataFrame:
-        """Per bandwidth, the plan with the lowest predicted latency (and the measured best when verified)."""
-        return self.table[self.table["best_latency"]]
+        """Per bandwidth, the plan with the lowest predicted latency (with its measurements when verified), the
+        runner-up, how much slower it is predicted (`runner_up_margin`, relative) and whether that is a
+        `close_call` (a margin under `CLOSE_CALL`: run both for real before relying on the order)."""
+        rows = []
+        for _, plans in self.table.groupby("bandwidth", sort=False):
+            ranked = plans.sort_values("latency_ms", kind="stable")
+            best = ranked[ranked["best_latency"]].iloc[0]
+            others = ranked[~ranked["best_latency"]]
+            margin = others["latency_ms"].iloc[0] / best["latency_ms"] - 1 if len(others) else float("nan")
+            rows.append(best.to_dict() | {"runner_up": others["plan"].iloc[0] if len(others) else None,
+                                          "runner_up_margin": margin, "close_call": bool(margin < CLOSE_CALL)})
+        return pd.DataFrame(rows)
 
     def report(self, prefix: str):
         """Write ``<prefix>-<bandwidth>.html/.csv/.json`` (fronts) and ``<prefix>.csv/.json`` (all plans)."""
@@ -242,13 +256,18 @@ class SplitResult:
         from hwlat.reports import Objective, ParetoReport
 
         base = check_report_prefix(prefix)
+        choices = {row["bandwidth"]: {"chosen": row["plan"], "close_call": bool(row["close_call"]),
+                                      **({"runner_up": row["runner_up"],
+                                          "runner_up_margin": round(float(row["runner_up_margin"]), 4)}
+                                         if isinstance(row["runner_up"], str) else {})}
+                   for row in self.chosen().to_dict("records")}
         written = []
         for bandwidth, rows in self.table.groupby("bandwidth", sort=False):
             report = ParetoReport(f"Split of {self.settings['model']} at {bandwidth}", rows.reset_index(drop=True),
                                   (Objective("latency_ms", "min", "predicted end-to-end latency (ms)"),
                                    Objective("throughput_per_s", "max", "predicted throughput (inferences/s)")),
                                   label="plan", settings={**self.settings, "bandwidth": bandwidth,
-                                                          "chosen": rows[rows["best_latency"]].iloc[0]["plan"]})
+                                                          **choices[bandwidth]})
             written += list(report.write(base.with_name(f"{base.name}-{bandwidth}")).values())
         paths = {base.with_name(f"{base.name}.{kind}"): kind for kind in ("csv", "json")}
         summary = {"settings": self.settings, "chosen": json.loads(self.chosen().to_json(orient="records")),
