@@ -175,7 +175,7 @@ def test_chosen_split_names_the_runner_up_and_close_calls(monkeypatch, capsys):
     text = " ".join(out.split())  # the console wraps long lines
     assert text.count("close call") == 1, out
     assert "close call at 100Mbps: b is predicted only 4.0% slower than the chosen a" in text
-    assert "measured 4.40 and 4.20 ms" in text
+    assert "measured 4.40 ms (chosen) and 4.20 ms (runner-up)" in text
     unverified = ranked_plans()
     unverified.table = unverified.table.drop(columns="measured_latency_ms")
     monkeypatch.setattr("hwlat.split.analyze_split", lambda *args, **kwargs: unverified)

@@ -100,7 +100,8 @@ def split(
             continue
         pair = [(choice["bandwidth"], choice[key]) for key in ("plan", "runner_up")]
         runs = [] if measured is None else [float(measured[key]) for key in pair if key in measured.index]
-        verdict = (f"measured {runs[0]:.2f} and {runs[1]:.2f} ms" if len(runs) == 2 and all(r == r for r in runs)
+        verdict = (f"measured {runs[0]:.2f} ms (chosen) and {runs[1]:.2f} ms (runner-up)"
+                   if len(runs) == 2 and all(r == r for r in runs)
                    else "only real runs of both can order them (--verify-all, or --cut naming both)")
         out.print(f"[yellow]close call[/yellow] at {choice['bandwidth']}: {choice['runner_up']} is predicted only "
                   f"{choice['runner_up_margin']:.1%} slower than the chosen {choice['plan']} (under {CLOSE_CALL:.0%},"

@@ -127,8 +127,9 @@ def _slice_note(scenarios: pd.DataFrame) -> str:
     measured = pd.to_numeric(scenarios.get("time_slice_ms", pd.Series(dtype=float)), errors="coerce").dropna()
     if measured.empty:
         return "not measured for these scenarios (recorded before the recorder measured it)."
+    low, high = f"{measured.min():.2f}", f"{measured.max():.2f}"
     return (f"`time_slice_ms`, measured before each recording session with `hwlat.profilers.measure_time_slice_ms` "
-            f"(a CPU-bound process beside another on one core), {measured.min():.2f}-{measured.max():.2f} ms here, "
+            f"(a CPU-bound process beside another on one core), {low if low == high else f'{low}-{high}'} ms here, "
             f"for {len(measured)} of {len(scenarios)} scenarios.")
 
 
