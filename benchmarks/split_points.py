@@ -154,7 +154,8 @@ def report(every: pd.DataFrame) -> None:
         print(units.reset_index().to_string(index=False, float_format="%.2f"))
     narrow = every[every["measured_latency_ci_rel"] <= 0.02]
     quiet, loud = every[every["other_cores_busy"] <= QUIET], every[every["other_cores_busy"] > QUIET]
-    print(f"all splits: median |latency error| {error.median():.3f} (goal <= 0.05), {(error <= 0.05).mean():.0%} "
+    print(f"all splits: median |latency error| {error.median():.3f} (goal <= 0.05), p90 {error.quantile(0.9):.3f}, "
+          f"{(error <= 0.05).mean():.0%} "
           f"of {len(every)} within 5 %; on the {len(narrow)} runs with CI half-width <= 2 %: "
           f"{narrow['abs_error'].median():.3f}; on the {len(quiet)} runs while other jobs used <= {QUIET} cores: "
           f"{quiet['abs_error'].median():.3f}, on the {len(loud)} runs while they used more: "

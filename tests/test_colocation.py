@@ -193,6 +193,8 @@ def test_time_slice_probe_measures_whole_kernel_ticks():
     assert _children_but_the_resource_tracker() <= before  # probe and spinner are gone
     with pytest.raises(HwlatError, match=f"on CPU {os.cpu_count() + 3}: this process may use"):
         measure_time_slice_ms(os.cpu_count() + 3)
+    with pytest.raises(HwlatError, match="needs a positive duration, got 0 s"):
+        measure_time_slice_ms(seconds=0)
 
 
 def test_sampling_follows_the_interval():

@@ -55,6 +55,8 @@ def measure_time_slice_ms(cpu: int | None = None, seconds: float = 0.5) -> float
     """Median time (ms) a CPU-bound process keeps core `cpu` (default: the lowest this process may use) from a
     CPU-bound competitor, over `seconds` of probing (about 125 slices of 4 ms per second). Takes about
     `seconds` + 1.5 s (two processes start); the core should be otherwise idle (other work there lengthens the gaps)."""
+    if not seconds > 0:
+        raise HwlatError(f"the time-slice probe needs a positive duration, got {seconds} s")
     allowed = os.sched_getaffinity(0)
     cpu = min(allowed) if cpu is None else cpu
     if cpu not in allowed:
