@@ -14,6 +14,7 @@ from hwlat.split._network import (
 from hwlat.split._objectives import Hop, PlanCosts, TransportCalibration, objectives
 from hwlat.split._sides import Side, parse_side
 
-__all__ = ["CLOSE_CALL", "COMPRESSIONS", "CutPoint", "Hop", "Link", "PacedWriter", "Plan", "PlanCosts", "Side", "SplitResult",
-           "SplitSession", "TransportCalibration", "analyze_split", "find_cuts", "objectives", "parse_bandwidth", "parse_bandwidths",
-           "parse_duration_ms", "parse_side", "resolve_model", "static_shapes", "wait_until"]
+__all__ = ["CLOSE_CALL", "COMPRESSIONS", "CutPoint", "Hop", "Link", "PacedWriter", "Plan", "PlanCosts", "Side",
+           "SplitResult", "SplitSession", "TransportCalibration", "analyze_split", "find_cuts", "objectives",
+           "parse_bandwidth", "parse_bandwidths", "parse_duration_ms", "parse_side", "resolve_model", "static_shapes",
+           "wait_until"]
