@@ -17,7 +17,9 @@ co-runners' placement relative to the target), and `gb-slice`, `gb-l1-slice`, `t
 time-slice descriptors: the target's isolated latency against the slice and the latency quantiles of an inference
 preempted by CPU-bound co-runners on its core); `slice` is that mixture alone (nothing learnt) and
 `gb-over-slice`, `gb-l1-over-slice` boost the correction to it (`base="slice"`); `tf-over-slice`, `tf-l1-over-slice`
-are the transformer learning that correction (relative / L1 loss, load+threads+slice). Each split also prints the MAE %
+are the transformer learning that correction (relative / L1 loss, load+threads+slice); `gb-l1-slice-press`,
+`gb-l1-over-slice-press`, `tf-slice-press`, `tf-over-slice-press` add the workloads' measured pressure (EXTRAS
+"pressure", from the dataset's pressure.csv written by `hwlat interference pressure`). Each split also prints the MAE %
 of the scenarios with and without a co-runner thread on the target's cores (pinned datasets: where `pinned_cpus` puts
 them), and whether each model meets the goals.
 Several fold assignments: `--seeds 0,1,2` runs every model with each seed (the seed also seeds the models) and ends
@@ -84,6 +86,12 @@ VARIANTS = {
     "gb-l1-over-slice": ("gb", {"loss": "absolute_error", "extras": ("load", "slice"), "base": "slice"}, []),
     "tf-over-slice": ("transformer", {"extras": ("load", "threads", "slice"), "base": "slice"}, []),
     "tf-l1-over-slice": ("transformer", {"loss": "l1", "extras": ("load", "threads", "slice"), "base": "slice"}, []),
+    # the co-runners' pressure measured by probes on the target's cores (EXTRAS "pressure"; needs pressure.csv)
+    "gb-l1-slice-press": ("gb", {"loss": "absolute_error", "extras": ("load", "slice", "pressure")}, []),
+    "gb-l1-over-slice-press": ("gb", {"loss": "absolute_error", "extras": ("load", "slice", "pressure"),
+                                      "base": "slice"}, []),
+    "tf-slice-press": ("transformer", {"extras": ("load", "threads", "slice", "pressure")}, []),
+    "tf-over-slice-press": ("transformer", {"extras": ("load", "threads", "slice", "pressure"), "base": "slice"}, []),
 }
 #: re-recordings of a sample of the dataset's scenarios (benchmarks/interference_retest.py)
 RETEST = "retest.csv"

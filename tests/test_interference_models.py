@@ -17,7 +17,8 @@ from hwlat._errors import HwlatError
 from hwlat.interference import (EXTRAS, ColocatedLatency, CrossValidation, FeatureSpec, InterferenceData,
                                 InterferenceModel, TransformerInterference, WorkloadSignature, cross_validate,
                                 mae_percent, make_model, model_kinds, tune)
-from hwlat.interference._features import TIME_SLICE_MS
+from hwlat.interference._features import TARGETS, TIME_SLICE_MS
+from hwlat.profilers._pressure import PRESSURE_COLUMNS
 
 #: the shipped co-location dataset (recorded on the project machine)
 DATA = PROJECT_ROOT / "data" / "interference-cpu"
@@ -325,6 +326,41 @@ def test_time_slice_mixture_as_a_model_and_as_the_base_of_boosting(tmp_path):
     np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
     with pytest.raises(HwlatError, match="base must be one of"):
         make_model("gb", base="roofline").fit(data)
+
+
+def test_pressure_descriptors_reveal_memory_contention_the_kinds_do_not():
+    # every co-runner is labelled "cpu" and takes half of the target's core; half the workloads also stream memory
+    # (measured stream pressure 1.6x) and slow the target 1.3x more: only the pressure descriptors can tell them
+    # apart on held-out workloads
+    scenarios, metrics = schema_frames(workloads=16, targets=4)
+    streaming = scenarios["workload"].str[5:].astype(int) // 2 % 2 == 1  # not the process count (w % 2)
+    scenarios[list(PRESSURE_COLUMNS)] = 1.0
+    scenarios.loc[streaming, "pressure_stream"] = 1.6
+    scenarios["pressure_share"] = 0.5
+    slowdown = (1 + 0.2 * scenarios["target_threads"]) * np.where(streaming, 1.3, 1.0)
+    for target, tail in zip(TARGETS, (1.0, 1.1, 1.3)):
+        scenarios[target] = slowdown * tail
+    data = InterferenceData.from_frames(scenarios, metrics)
+    logs = data.pressure()
+    assert list(logs.columns) == list(EXTRAS["pressure"])
+    np.testing.assert_allclose(logs["pressure_log_stream"], np.log(data.scenarios["pressure_stream"]))
+
+    def mae(extras) -> float:
+        return cross_validate(make_model("gb", loss="absolute_error", extras=extras), data, "workload", 4).mae()
+
+    assert mae(("load", "pressure")) < 0.6 * mae(("load",))
+    # a recorded workload's pressure travels with its signature into search scenarios, per target thread count
+    from hwlat.spaces import get_space
+
+    signature = WorkloadSignature.from_data(data, "cpu-x2")  # a streaming workload
+    assert dict(signature.pressure)[1] == (1.6, 1.0, 1.0, 0.5)
+    arch = get_space("nb201").sample(1, seed=0)[0]
+    model = make_model("gb", loss="absolute_error", extras=("load", "pressure")).fit(data)
+    latency = ColocatedLatency(model, {arch: 1.0}, signature, "nb201", quantile="median")
+    assert latency.describe()["pressure"] is True
+    assert latency._scenarios([arch], np.array([1.0])).scenarios["pressure_stream"].eq(1.6).all()
+    unmeasured = WorkloadSignature.from_data(InterferenceData.from_frames(*schema_frames()), "cpu-x1")
+    assert unmeasured.pressure == ()
 
 
 def test_transformer_learns_the_correction_to_the_time_slice_mixture(tmp_path):

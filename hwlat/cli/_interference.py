@@ -147,3 +147,38 @@ def export(
     else:
         typer.echo(f"{counts['scenarios']} scenarios ({counts['disturbed']} disturbed), {counts['metric_rows']} "
                    f"metric rows, {counts['inferences']} inferences written to {counts['out']}")
+
+
+@app.command()
+def pressure(
+    data: Path = typer.Argument(..., help="Co-location dataset directory (its scenarios.csv says what to probe)."),
+    repeats: int = typer.Option(3, help="Measurements per workload placement, each with fresh processes."),
+    rounds: int = typer.Option(3, help="Alternations of the probes alone and beside the co-runners."),
+    seconds: float = typer.Option(0.3, help="Seconds of each probe run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the pressure table as JSON records."),
+) -> None:
+    """Probe the memory, cache and CPU pressure of each workload of a dataset where its targets run (pressure.csv,
+    resumable): the "pressure" descriptors of the interference models."""
+    from hwlat.profilers import record_pressure
+
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("[bold]pressure"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=console, transient=as_json)
+    task = progress.add_task("probe", total=None, last="")
+
+    def on_start(total: int, done: int) -> None:
+        progress.update(task, total=total - done, last=f"{done} already measured" if done else "")
+        progress.start()
+
+    def on_measured(row: dict) -> None:
+        progress.update(task, advance=1, last=f"{row['workload'][:24]} t{row['target_threads']}: stream "
+                        f"{row['pressure_stream']:.2f}x, share {row['pressure_share']:.2f}")
+
+    try:
+        table = record_pressure(data, repeats=repeats, rounds=rounds, seconds=seconds, on_start=on_start, on_measured=on_measured)
+    finally:
+        progress.stop()
+    if as_json:
+        typer.echo(table.to_json(orient="records"))
+    else:
+        console.print(f"{len(table)} pressure measurements; written to {data / 'pressure.csv'}")

@@ -12,6 +12,7 @@ import pandas as pd
 from hwlat._errors import HwlatError
 from hwlat.interference._features import TARGETS, TIME_SLICE_MS, InterferenceData, corunner_list
 from hwlat.interference._model import InterferenceModel
+from hwlat.profilers._pressure import PRESSURE_COLUMNS
 from hwlat.search import Metric, PredictedLatency, TableMetric
 from hwlat.spaces import get_space
 
@@ -24,7 +25,8 @@ class WorkloadSignature:
     """A co-runner workload as it looked alone: its co-runner list, the metric windows recorded for it, and its
     placement ("pinned": every process on fixed cores, "free": the scheduler's choice) and the scheduler's time slice
     on the machine it was recorded on, which set the placement and time-slice descriptors of the scenarios built
-    from it."""
+    from it, and its measured pressure per target thread count (`pressure`: (threads, values of
+    `PRESSURE_COLUMNS`) pairs; empty when the dataset has no pressure.csv)."""
 
     workload: str
     corunners: tuple[dict, ...]
@@ -33,6 +35,7 @@ class WorkloadSignature:
     windows: tuple[np.ndarray, ...]
     placement: str = "free"
     time_slice_ms: float = TIME_SLICE_MS
+    pressure: tuple[tuple[int, tuple[float, ...]], ...] = ()
 
     @classmethod
     def from_data(cls, data: InterferenceData, workload: str, intensity: float | None = None,
@@ -65,7 +68,7 @@ class WorkloadSignature:
             raise HwlatError(f"workload {workload!r} has no recording with placement {where!r} (recorded: {recorded})")
         return cls(workload, tuple(corunners[keep[0]]), float(table["n_cores"].iloc[rows[keep[0]]]),
                    data.metric_names, tuple(data.windows[rows[k]] for k in keep), where,
-                   float(np.median(data.slice_ms()[rows[keep]])))
+                   float(np.median(data.slice_ms()[rows[keep]])), _pressure_by_threads(table.iloc[rows[keep]]))
 
 
 class ColocatedLatency(Metric):
@@ -110,6 +113,7 @@ class ColocatedLatency(Metric):
         return {**super().describe(), "workload": self.signature.workload, "quantile": self.quantile,
                 "model": self.model.kind, "recordings": len(self.signature.windows),
                 "placement": self.signature.placement, "time_slice_ms": self.signature.time_slice_ms,
+                "pressure": dict(self.signature.pressure).get(self.threads) is not None,
                 "isolated": self.isolated.describe(), "runtime": self.runtime, "threads": self.threads}
 
     def _scenarios(self, archs: list[str], isolated: np.ndarray) -> InterferenceData:
@@ -122,9 +126,19 @@ class ColocatedLatency(Metric):
                  "target_flops": float(space.flops(arch)), "target_params": float(space.params(arch)),
                  "corunners": corunners, "n_corunner_procs": len(signature.corunners),
                  "isolated_median_ms": float(isolated[i]), "n_cores": signature.n_cores, "kinds": kinds,
-                 "placement": signature.placement, "time_slice_ms": signature.time_slice_ms}
+                 "placement": signature.placement, "time_slice_ms": signature.time_slice_ms,
+                 **dict(zip(PRESSURE_COLUMNS, dict(signature.pressure).get(self.threads, ())))}
                 for i, arch in enumerate(archs) for k in range(len(signature.windows))]
         return InterferenceData(pd.DataFrame(rows), signature.metric_names, signature.windows * len(archs))
+
+
+def _pressure_by_threads(rows: pd.DataFrame) -> tuple[tuple[int, tuple[float, ...]], ...]:
+    """The measured pressure of a workload's recordings per target thread count (those that have it)."""
+    if not set(PRESSURE_COLUMNS) <= set(rows.columns):
+        return ()
+    values = rows[["target_threads", *PRESSURE_COLUMNS]].apply(pd.to_numeric, errors="coerce").dropna()
+    return tuple((int(threads), tuple(float(v) for v in group[list(PRESSURE_COLUMNS)].iloc[0]))
+                 for threads, group in values.groupby("target_threads"))
 
 
 def _isolated_metric(isolated) -> Metric:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hwlat._errors import HwlatError
+from hwlat.profilers._pressure import PRESSURE_COLUMNS
 
 #: what the models predict, each the colocated latency over the isolated median
 TARGETS = ("slowdown", "slowdown_p90", "slowdown_p99")
@@ -40,14 +41,17 @@ _DESCRIPTORS = ("log_isolated_ms", "log_flops", "log_params", "target_threads", 
 #: their window, all processes) and the oversubscription it implies with the target's threads; "threads", the
 #: co-runners' nominal threads beyond the free cores and whether a multi-threaded target is oversubscribed;
 #: "placement", where the co-runners run relative to the target (`_placement`); "slice", how the scheduler's time
-#: slices cut the target's inferences when a CPU-bound co-runner shares its core (`_time_slice`)
+#: slices cut the target's inferences when a CPU-bound co-runner shares its core (`_time_slice`); "pressure", the
+#: co-runners' measured pressure on the target's cores (log slowdowns of the memory-streaming, cache-gathering and
+#: compute probes, and the CPU share left; `hwlat.profilers.measure_pressure`, NaN where the dataset has none)
 _PLACED_KINDS = ("cpu", "membw", "cache", "model")
 EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
           "threads": ("excess_threads", "multithread_oversubscribed"),
           "placement": ("shared_threads", "target_time_share",
                         *(f"{where}_load_{k}" for where in ("shared", "other") for k in _PLACED_KINDS)),
           "slice": ("slice_ratio", "slice_fraction", "slice_competitors", "slice_wait_ratio",
-                    *(f"slice_log_{t}" for t in TARGETS))}
+                    *(f"slice_log_{t}" for t in TARGETS)),
+          "pressure": ("pressure_log_stream", "pressure_log_gather", "pressure_log_compute", "pressure_share")}
 #: the effective scheduler time slice (ms) of scenarios recorded without one (`time_slice_ms`, measured by the recorder
 #: since it exists): that of the machine the shipped datasets were recorded on. Its kernel ticks at CONFIG_HZ=250
 #: (4 ms) and EEVDF's base slice (0.75 ms x (1 + log2 of 2 CPUs) = 1.5 ms) is shorter, so a CPU-bound task is
@@ -136,6 +140,16 @@ class InterferenceData:
         isolated = pd.to_numeric(self.scenarios["isolated_median_ms"], errors="coerce").to_numpy(float)
         values = _time_slice(isolated, competitors * _slice_use(self, slice_ms), slice_ms)
         return pd.DataFrame(values, columns=EXTRAS["slice"])
+
+    def pressure(self) -> pd.DataFrame:
+        """The "pressure" descriptors (EXTRAS["pressure"]) from the scenarios' measured pressure columns (NaN when
+        the scenarios have none)."""
+        table = self.scenarios
+        raw = [pd.to_numeric(table[c], errors="coerce").to_numpy(float) if c in table.columns
+               else np.full(len(table), np.nan) for c in PRESSURE_COLUMNS]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.column_stack([np.log(raw[0]), np.log(raw[1]), np.log(raw[2]), raw[3]])
+        return pd.DataFrame(values.reshape(len(table), 4), columns=EXTRAS["pressure"])
 
     def slice_ms(self) -> np.ndarray:
         """Each scenario's scheduler time slice (ms): the `time_slice_ms` the recorder measured on its machine, or
@@ -285,6 +299,8 @@ class FeatureSpec:
                 columns += list(data.placement().to_numpy(float).T)
             if "slice" in self.extras:
                 columns += list(data.time_slice().to_numpy(float).T)
+            if "pressure" in self.extras:
+                columns += list(data.pressure().to_numpy(float).T)
         runtime = table["target_runtime"].astype(str).to_numpy()
         columns += [(runtime == r).astype(float) for r in self.runtimes]
         columns += [np.array([kinds.count(k) for kinds in table["kinds"]], dtype=float) for k in self.kinds]

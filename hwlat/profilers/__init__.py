@@ -2,6 +2,7 @@
 
 from hwlat.profilers._colocation import (ModelSpec, RecordResult, Scenario, WorkloadMix, export_colocation_dataset,
                                          load_colocation_dataset, record_colocation, scenarios_from)
+from hwlat.profilers._pressure import measure_pressure, record_pressure
 from hwlat.profilers._profile import ProfileResult, platform_key, profile
 from hwlat.profilers._protocol import MeasurementProtocol, TimingStats, measure, median_confidence_interval
 from hwlat.profilers._timeslice import kernel_tick_ms, measure_time_slice_ms
@@ -11,4 +12,5 @@ from hwlat.profilers.runtimes import RUNTIMES, BaseRuntime, get_runtime
 __all__ = ["RUNTIMES", "BaseRuntime", "MeasurementProtocol", "ModelSpec", "ProfileResult", "RecordResult", "Scenario",
            "TimingStats", "Workload", "WorkloadMix", "export_colocation_dataset", "get_runtime",
            "kernel_tick_ms", "load_colocation_dataset", "measure", "measure_time_slice_ms",
-           "median_confidence_interval", "platform_key", "profile", "record_colocation", "scenarios_from"]
+           "measure_pressure", "median_confidence_interval", "platform_key", "profile", "record_colocation",
+           "record_pressure", "scenarios_from"]

@@ -1,4 +1,5 @@
-"""A co-location helper process: a target that times inferences on request, or a co-runner that loads the machine.
+"""A co-location helper process: a target that times inferences on request, a co-runner that loads the machine, or
+a pressure probe (`_pressure`).
 
 Started by `_colocation.ChildProcess` as ``python -m hwlat.profilers._colocation_child`` in its own session, it
 reads one JSON spec line (with `cpus`, it pins itself to those CPUs before loading any engine, so every thread
@@ -41,10 +42,15 @@ def _read_commands(commands: queue.Queue) -> None:
 
 
 def _prepare(spec: dict):
-    """A zero-argument callable doing one unit of work (one inference, or one stressor step) and facts to report."""
+    """A zero-argument callable doing one unit of work (one inference, or one stressor step), or a pressure probe's
+    `run`, and facts to report."""
     from hwlat.profilers._colocation_spec import ModelSpec
     from hwlat.profilers._stressors import STRESSORS
 
+    if spec["kind"] == "probe":
+        from hwlat.profilers._pressure import PressureProbe
+
+        return PressureProbe().run, {}
     if spec["kind"] != "model":
         return STRESSORS[spec["kind"]](), {}
     from hwlat.profilers.runtimes import get_runtime
@@ -70,6 +76,13 @@ def _wait_until(deadline: float, commands: queue.Queue) -> bool:
     return True
 
 
+def start_at(t0: float) -> None:
+    """Return at `t0` (perf_counter seconds): sleep, then spin the last 2 ms (sleep wakes up too late)."""
+    time.sleep(max(0.0, t0 - time.perf_counter() - 0.002))
+    while time.perf_counter() < t0:
+        pass
+
+
 def _run_target(run_once, command: dict) -> dict:
     """Back-to-back inferences from t0 for `seconds`; end times (s after t0) and latencies (ms) of each."""
     t0, end = command["t0"], command["t0"] + command["seconds"]
@@ -77,9 +90,7 @@ def _run_target(run_once, command: dict) -> dict:
     gc.collect()
     gc.disable()
     try:
-        time.sleep(max(0.0, t0 - time.perf_counter() - 0.002))
-        while time.perf_counter() < t0:  # the last 2 ms spun: sleep wakes up too late to start on time
-            pass
+        start_at(t0)
         while time.perf_counter() < end:
             latencies.append(run_once() / 1e6)
             ends.append(round(time.perf_counter() - t0, 7))
@@ -120,6 +131,8 @@ def main() -> int:
     while (command := commands.get()) is not None:
         if command["cmd"] == "run":
             send(_run_target(work, command))
+        elif command["cmd"] == "probe":
+            send(work(command))
         elif command["cmd"] == "go":
             steps = _run_corunner(work, command, commands)
             if commands.get() is None:  # the command that ended the run: a pause, or the end of input

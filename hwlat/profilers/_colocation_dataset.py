@@ -90,7 +90,8 @@ def _ordered_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_colocation_dataset(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(scenarios, metrics) of an exported dataset directory, with the contract's columns checked."""
+    """(scenarios, metrics) of an exported dataset directory, with the contract's columns checked; the scenarios
+    carry their workload's pressure (`_pressure.PRESSURE_COLUMNS`, NaN until `pressure.csv` has it)."""
     import pandas as pd
 
     path = Path(path)
@@ -117,7 +118,9 @@ def load_colocation_dataset(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.D
     scenarios["created_at"] = pd.to_datetime(scenarios["created_at"], utc=True)
     if "placement" not in scenarios.columns:  # exported before placements existed: the scheduler placed everything
         scenarios["placement"] = "free"
-    return scenarios, metrics
+    from hwlat.profilers._pressure import join_pressure, load_pressure  # _pressure needs the recorder: import late
+
+    return join_pressure(scenarios, load_pressure(path)), metrics
 
 
 def _slice_note(scenarios: pd.DataFrame) -> str:

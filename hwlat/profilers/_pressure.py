@@ -1,0 +1,231 @@
+"""Memory and CPU pressure of a co-runner workload, measured with probes where the target would run.
+
+This VM has no hardware counters (`perf` reports LLC misses and bandwidth as not supported), so the co-runners'
+memory traffic is measured the way Bubble-Up (Mars et al., MICRO 2011) scores a co-runner's pressure: small
+reference kernels run beside the workload and their slowdown is the score. A probe process per target core (pinned
+as the target would be) times three kernels in chunks of 0.05-0.3 ms, far shorter than a scheduler time slice:
+
+- ``stream``: copies 1 MiB chunks out of a 128 MiB array (memory bandwidth),
+- ``gather``: 4096 random reads from a buffer the size of the last-level cache (cache capacity),
+- ``compute``: L1-resident maths (the core's own speed: frequency, shared execution units).
+
+The median chunk time is unaffected by preemption (few chunks straddle a slice end), so its ratio beside the
+workload over alone is the contention a target's own work suffers; ``share``, the probe's on-core time over its
+wall time beside the workload over alone, is the CPU share the workload leaves on that core. A workload is probed
+once per placement, intensity and target thread count (it does not depend on the target), alone and beside the
+workload in alternation, so slow drift of the machine cancels; the pressure is the worst over the target's cores
+(a multi-threaded inference waits for its slowest thread) and the median over the rounds. Fresh processes measure
+differently (a 128 MiB array lands on other physical pages), so a dataset's pressure is the median of several
+measurements (`record_pressure`'s `repeats`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hwlat._errors import HwlatError
+from hwlat._files import write_atomically
+from hwlat.profilers._colocation import LEAD_S, STARTUP_TIMEOUT_S, ChildProcess, stop_children
+from hwlat.profilers._colocation_child import start_at
+from hwlat.profilers._colocation_spec import PLACEMENTS, WorkloadMix, pinned_cpus
+from hwlat.profilers._stressors import llc_bytes
+
+if TYPE_CHECKING:  # pandas is imported where needed: co-location children start threads only after pinning
+    import pandas as pd
+
+#: probe kernels, in the order each round runs them
+KERNELS = ("stream", "gather", "compute")
+#: what a pressure measurement holds: each kernel's median chunk time beside the workload over alone, and the
+#: probe's on-core share beside the workload over alone
+PRESSURE_COLUMNS = tuple(f"pressure_{name}" for name in (*KERNELS, "share"))
+#: what identifies a measurement: the workload, where it runs, how hard, and the target threads it is measured for
+PRESSURE_KEYS = ("workload", "placement", "intensity", "target_threads")
+PRESSURE_FILE = "pressure.csv"
+_STREAM_BYTES = 128 * 1024 ** 2
+_STREAM_CHUNK = 1024 ** 2
+_GATHERS = 4096
+
+
+class PressureProbe:
+    """The probe kernels (run in a `_colocation_child` process of kind "probe")."""
+
+    def __init__(self) -> None:
+        self._source = np.ones(_STREAM_BYTES // 8)
+        self._copy = np.empty(_STREAM_CHUNK // 8)
+        self._offset = 0
+        self._buffer = np.ones(llc_bytes() // 8)
+        self._indices = np.random.default_rng(0).integers(0, self._buffer.size, size=_GATHERS)
+        self._gathered = np.empty(_GATHERS)
+        self._values = np.linspace(0.0, 1.0, 1024)
+        self.kernels: dict[str, Callable[[], None]] = {"stream": self._stream, "gather": self._gather,
+                                                      "compute": self._compute}
+
+    def _stream(self) -> None:
+        start = self._offset
+        np.copyto(self._copy, self._source[start:start + self._copy.size])
+        self._offset = (start + self._copy.size) % (self._source.size - self._copy.size)
+
+    def _gather(self) -> None:
+        np.take(self._buffer, self._indices, out=self._gathered)
+
+    def _compute(self) -> None:
+        for _ in range(5):
+            np.sin(self._values, out=self._values)
+
+    def run(self, command: dict) -> dict:
+        """From `t0` for `seconds`: the kernels in turn, each chunk timed; each kernel's median chunk (ms) and the
+        on-core share (the chunks' medians times their counts over the time all chunks took)."""
+        t0, end = command["t0"], command["t0"] + command["seconds"]
+        times: dict[str, list[float]] = {name: [] for name in KERNELS}
+        start_at(t0)
+        while time.perf_counter() < end:
+            for name, kernel in self.kernels.items():
+                started = time.perf_counter()
+                kernel()
+                times[name].append(time.perf_counter() - started)
+        medians = {name: float(np.median(values)) for name, values in times.items()}
+        busy = sum(medians[name] * len(values) for name, values in times.items())
+        return {"median_ms": {name: value * 1e3 for name, value in medians.items()},
+                "share": busy / sum(sum(values) for values in times.values())}
+
+
+def measure_pressure(workload: WorkloadMix | str, *, target_threads: int = 1, placement: str = "pinned",
+                     intensity: float = 1.0, rounds: int = 3, seconds: float = 0.3) -> dict[str, float]:
+    """The pressure (PRESSURE_COLUMNS) of `workload` on the cores a `target_threads` target would get under
+    `placement`: `rounds` times the probes alone then beside the co-runners, `seconds` each."""
+    workload = WorkloadMix.parse(workload) if isinstance(workload, str) else workload
+    if placement not in PLACEMENTS:
+        raise HwlatError(f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
+    if not (rounds >= 1 and seconds > 0 and target_threads >= 1 and 0 < intensity <= 1):
+        raise HwlatError(f"pressure probing needs rounds >= 1, seconds > 0, target threads >= 1 and intensity in "
+                         f"(0, 1], got {rounds}, {seconds}, {target_threads} and {intensity}")
+    corunners = workload.corunners(intensity, 0.0)
+    cores = sorted(os.sched_getaffinity(0))
+    if placement == "pinned":
+        target_cpus, corunner_cpus = pinned_cpus(target_threads, [c.threads for c in corunners], cores)
+        probe_cpus: list[tuple[int, ...] | None] = [(cpu,) for cpu in target_cpus]
+    else:
+        corunner_cpus, probe_cpus = (None,) * len(corunners), [None] * min(target_threads, len(cores))
+    children: list[ChildProcess] = []
+    try:
+        for corunner, cpus in zip(corunners, corunner_cpus):
+            spec = {"kind": corunner.kind, "model": asdict(corunner.model) if corunner.model else None}
+            children.append(ChildProcess(spec, corunner.threads, f"co-runner {corunner.as_dict()['name']}", cpus))
+        running = list(children)
+        probes = [ChildProcess({"kind": "probe"}, 1, f"pressure probe {i}", cpus) for i, cpus in enumerate(probe_cpus)]
+        children += probes
+        for child in children:
+            child.receive(STARTUP_TIMEOUT_S, "start-up")
+        measured = []
+        for _ in range(rounds):
+            alone = _probe_phase(probes, [], corunners, seconds)
+            beside = _probe_phase(probes, running, corunners, seconds)
+            measured.append(_worst(alone, beside))
+        return {name: float(np.median([m[name] for m in measured])) for name in PRESSURE_COLUMNS}
+    finally:
+        stop_children(children)
+
+
+def _probe_phase(probes: list[ChildProcess], running: list[ChildProcess], corunners, seconds: float) -> list[dict]:
+    """Every probe for `seconds` from a common start, beside the `running` co-runners (paused again after)."""
+    t0 = time.perf_counter() + LEAD_S
+    for child, corunner in zip(running, corunners):
+        child.send({"cmd": "go", "t0": t0, "start_s": corunner.start_s, "duty": corunner.intensity})
+    for probe in probes:
+        probe.send({"cmd": "probe", "t0": t0, "seconds": seconds})
+    answers = [probe.receive(seconds + 60.0, "pressure probe") for probe in probes]
+    for child in running:
+        child.send({"cmd": "pause"})
+    for child in running:
+        child.receive(60.0, "pressure pause")
+    return answers
+
+
+def _worst(alone: list[dict], beside: list[dict]) -> dict[str, float]:
+    """Per probe (target core) the ratios beside / alone; the largest slowdown and the smallest share of them."""
+    ratios = [{**{f"pressure_{k}": b["median_ms"][k] / a["median_ms"][k] for k in KERNELS},
+               "pressure_share": b["share"] / a["share"]} for a, b in zip(alone, beside)]
+    return {name: (min if name == "pressure_share" else max)(r[name] for r in ratios) for name in PRESSURE_COLUMNS}
+
+
+def record_pressure(dataset: str | os.PathLike, *, repeats: int = 3, rounds: int = 3, seconds: float = 0.3,
+                    on_start: Callable[[int, int], None] | None = None,
+                    on_measured: Callable[[dict], None] | None = None) -> pd.DataFrame:
+    """Probe every (workload, placement, intensity, target threads) of a co-location dataset until `pressure.csv`
+    holds `repeats` measurements of each (fresh processes each time, one pass over all before the next, so the
+    repeats are spread over the run; models use their median). The file is rewritten after each measurement, so an
+    interrupted run resumes; returns the whole table."""
+    import pandas as pd
+
+    from hwlat.devices import local_device
+
+    if repeats < 1:
+        raise HwlatError(f"pressure repeats must be >= 1, got {repeats}")
+    dataset = Path(dataset)
+    try:
+        scenarios = pd.read_csv(dataset / "scenarios.csv")
+    except OSError as exc:
+        raise HwlatError(f"cannot read {str(dataset / 'scenarios.csv')!r}: {exc.strerror}") from None
+    if "placement" not in scenarios.columns:
+        scenarios["placement"] = "free"
+    missing = [c for c in PRESSURE_KEYS if c not in scenarios.columns]
+    if missing:
+        raise HwlatError(f"{str(dataset / 'scenarios.csv')!r} lacks column(s) {', '.join(missing)}")
+    table = load_pressure(dataset)
+    wanted = [tuple(row) for row in scenarios[list(PRESSURE_KEYS)].drop_duplicates().itertuples(index=False)]
+    have = table[list(PRESSURE_KEYS)].astype(str).apply(tuple, axis=1).value_counts() if len(table) else {}
+    counts = [int(have.get(tuple(map(str, key)), 0)) for key in wanted]
+    todo = [key for needed in range(repeats) for key, count in zip(wanted, counts) if count <= needed]
+    if on_start:
+        on_start(len(wanted) * repeats, len(wanted) * repeats - len(todo))
+    device = local_device().id
+    for workload, placement, intensity, threads in todo:
+        values = measure_pressure(workload, target_threads=int(threads), placement=placement,
+                                  intensity=float(intensity), rounds=rounds, seconds=seconds)
+        row = {"workload": workload, "placement": placement, "intensity": float(intensity),
+               "target_threads": int(threads), **values, "rounds": rounds, "seconds": seconds, "device_id": device,
+               "measured_at": pd.Timestamp.now(tz="UTC").isoformat()}
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True) if len(table) else pd.DataFrame([row])
+        write_atomically({dataset / PRESSURE_FILE: lambda p: table.to_csv(p, index=False)})
+        if on_measured:
+            on_measured(row)
+    return table
+
+
+def load_pressure(dataset: str | os.PathLike) -> pd.DataFrame:
+    """`pressure.csv` of a dataset directory (empty when there is none yet)."""
+    import pandas as pd
+
+    path = Path(dataset) / PRESSURE_FILE
+    if not path.exists():
+        return pd.DataFrame(columns=[*PRESSURE_KEYS, *PRESSURE_COLUMNS])
+    table = pd.read_csv(path)
+    missing = [c for c in (*PRESSURE_KEYS, *PRESSURE_COLUMNS) if c not in table.columns]
+    if missing:
+        raise HwlatError(f"{str(path)!r} lacks column(s) {', '.join(missing)}")
+    return table
+
+
+def join_pressure(scenarios: pd.DataFrame, pressure: pd.DataFrame) -> pd.DataFrame:
+    """`scenarios` with the PRESSURE_COLUMNS of their workload, placement, intensity and target threads (NaN where
+    `pressure` has no such measurement)."""
+    import pandas as pd
+
+    def keys(frame: pd.DataFrame) -> pd.MultiIndex:
+        return pd.MultiIndex.from_arrays([frame["workload"].astype(str), frame["placement"].astype(str),
+                                          frame["intensity"].astype(float).round(6),
+                                          frame["target_threads"].astype(int)])
+
+    joined = scenarios.drop(columns=[c for c in PRESSURE_COLUMNS if c in scenarios.columns])
+    values = pressure[list(PRESSURE_COLUMNS)].set_axis(keys(pressure)) if len(pressure) else None
+    for column in PRESSURE_COLUMNS:
+        joined[column] = (values[column].groupby(level=[0, 1, 2, 3]).median().reindex(keys(joined)).to_numpy(float)
+                          if values is not None else np.nan)
+    return joined

@@ -1,0 +1,108 @@
+"""Pressure probes: a workload's CPU and memory pressure on the target's cores, recorded per dataset and resumable."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from conftest import PROJECT_ROOT
+
+from hwlat._errors import HwlatError
+from hwlat.profilers import load_colocation_dataset, measure_pressure, record_pressure
+from hwlat.profilers import _pressure
+from hwlat.profilers._pressure import PRESSURE_COLUMNS, PRESSURE_KEYS, join_pressure, load_pressure
+
+PINNED = PROJECT_ROOT / "data" / "interference-cpu-pinned"
+
+
+def _children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two usable cores")
+def test_probe_sees_a_cpu_hog_on_the_target_core_and_not_on_the_other():
+    before = _children()
+    other_core = measure_pressure("cpu-x1", target_threads=1, placement="pinned", rounds=1, seconds=0.2)
+    same_core = measure_pressure("cpu-x2", target_threads=1, placement="pinned", rounds=1, seconds=0.2)
+    assert set(other_core) == set(PRESSURE_COLUMNS)
+    # cpu-x1 runs on core 1; the second process of cpu-x2 shares core 0 with the probe and takes half of it
+    assert other_core["pressure_share"] > 0.85, other_core
+    assert 0.3 < same_core["pressure_share"] < 0.75, same_core
+    # L1-resident maths is not slowed by a co-runner that is itself L1-resident (chunks far shorter than a slice)
+    assert 0.8 < same_core["pressure_compute"] < 1.25, same_core
+    assert _children() <= before  # co-runners and probes are gone
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"workload": "gpu-x1"}, "bad co-runner 'gpu-x1'"),
+    ({"workload": "cpu-x1", "placement": "shared"}, "placement must be one of free, pinned, got 'shared'"),
+    ({"workload": "cpu-x1", "rounds": 0}, "pressure probing needs rounds >= 1"),
+    ({"workload": "cpu-x1", "intensity": 1.5}, "intensity in \\(0, 1\\]"),
+])
+def test_bad_probe_settings_are_one_line_errors(kwargs, message):
+    workload = kwargs.pop("workload")
+    with pytest.raises(HwlatError, match=message):
+        measure_pressure(workload, **kwargs)
+
+
+def _scenarios(tmp_path) -> None:
+    rows = [{"workload": w, "placement": "pinned", "intensity": 1.0, "target_threads": t, "scenario_id": f"{w}{t}{k}"}
+            for w in ("cpu-x1", "membw-x2") for t in (1, 2) for k in range(2)]  # two targets per combination
+    pd.DataFrame(rows).to_csv(tmp_path / "scenarios.csv", index=False)
+
+
+def test_record_pressure_resumes_and_repeats_in_passes(tmp_path, monkeypatch):
+    _scenarios(tmp_path)
+    calls: list[tuple] = []
+
+    def fake(workload, *, target_threads, placement, intensity, rounds, seconds):
+        calls.append((workload, target_threads))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # interrupted during the third measurement
+        return {c: 1.0 + 0.1 * len(calls) for c in PRESSURE_COLUMNS}
+
+    monkeypatch.setattr(_pressure, "measure_pressure", fake)
+    with pytest.raises(KeyboardInterrupt):
+        record_pressure(tmp_path, repeats=2)
+    assert len(load_pressure(tmp_path)) == 2  # what was measured is on disk, nothing half-written
+    progress = []
+    table = record_pressure(tmp_path, repeats=2, on_start=lambda total, done: progress.append((total, done)))
+    assert progress == [(8, 2)]
+    assert len(table) == 8 and (table.groupby(list(PRESSURE_KEYS)).size() == 2).all()
+    # one pass over the four combinations before the second: the interrupted one was measured first on resume
+    assert calls[2:7] == [("membw-x2", 1), ("membw-x2", 1), ("membw-x2", 2), ("cpu-x1", 1), ("cpu-x1", 2)]
+    assert len(record_pressure(tmp_path, repeats=2)) == 8 and len(calls) == 9  # nothing left to do
+    with pytest.raises(HwlatError, match="pressure repeats must be >= 1"):
+        record_pressure(tmp_path, repeats=0)
+    with pytest.raises(HwlatError, match="cannot read .*scenarios.csv"):
+        record_pressure(tmp_path / "missing")
+
+
+def test_join_takes_the_median_of_repeats_and_leaves_unmeasured_workloads_nan():
+    scenarios = pd.DataFrame({"workload": ["cpu-x1", "cpu-x1", "cache-x1"], "placement": "pinned",
+                              "intensity": [1.0, 1.0, 1.0], "target_threads": [1, 2, 1]})
+    measured = pd.DataFrame([{"workload": "cpu-x1", "placement": "pinned", "intensity": 1.0, "target_threads": 1,
+                              **{c: v for c in PRESSURE_COLUMNS}} for v in (1.0, 1.2, 2.0)])
+    joined = join_pressure(scenarios, measured)
+    np.testing.assert_allclose(joined["pressure_stream"], [1.2, np.nan, np.nan])
+    assert len(joined) == 3 and list(joined["workload"]) == list(scenarios["workload"])
+
+
+def test_the_pinned_dataset_ships_its_pressure():
+    scenarios, _ = load_colocation_dataset(PINNED)
+    table = load_pressure(PINNED)
+    assert (table.groupby(list(PRESSURE_KEYS)).size() >= 3).all()
+    assert scenarios[list(PRESSURE_COLUMNS)].notna().all().all()
+    # a CPU-bound process sharing the target's core leaves it about half the core
+    shared = scenarios[(scenarios["workload"] == "cpu-x2") & (scenarios["target_threads"] == 1)]
+    alone = scenarios[(scenarios["workload"] == "cpu-x1") & (scenarios["target_threads"] == 1)]
+    assert shared["pressure_share"].between(0.3, 0.7).all() and alone["pressure_share"].gt(0.85).all()
+
+
+def test_cli_pressure_on_a_missing_dataset_is_one_line(hwlat, tmp_path):
+    code, _, err = hwlat("interference", "pressure", str(tmp_path / "nothing"))
+    assert code != 0 and "cannot read" in err and "Traceback" not in err
