@@ -14,7 +14,8 @@ from conftest import PROJECT_ROOT
 from hwlat._errors import HwlatError
 from hwlat.profilers import load_colocation_dataset, measure_pressure, record_pressure
 from hwlat.profilers import _pressure
-from hwlat.profilers._pressure import PRESSURE_COLUMNS, PRESSURE_KEYS, join_pressure, load_pressure
+from hwlat.profilers._pressure import (PRESSURE_COLUMNS, PRESSURE_KEYS, join_pressure, load_pressure,
+                                       pressure_summary)
 
 PINNED = PROJECT_ROOT / "data" / "interference-cpu-pinned"
 
@@ -103,6 +104,33 @@ def test_the_pinned_dataset_ships_its_pressure():
     assert shared["pressure_share"].between(0.3, 0.7).all() and alone["pressure_share"].gt(0.85).all()
 
 
+def test_cli_prints_the_medians_and_how_far_repeats_stray(hwlat, tmp_path):
+    _scenarios(tmp_path)
+    rows = [{"workload": w, "placement": "pinned", "intensity": 1.0, "target_threads": t,
+             **{c: v for c in PRESSURE_COLUMNS}} for w in ("cpu-x1", "membw-x2") for t in (1, 2) for v in (1.0, 1.5)]
+    pd.DataFrame(rows).to_csv(tmp_path / "pressure.csv", index=False)  # every key measured twice: nothing to do
+    medians, stray = pressure_summary(load_pressure(tmp_path))
+    assert len(medians) == 4 and (medians["pressure_stream"] == 1.25).all()
+    np.testing.assert_allclose(stray.loc["max", "pressure_share"], 0.2)  # 1.0 and 1.5 stray 20 % from 1.25
+    code, out, err = hwlat("interference", "pressure", str(tmp_path), "--repeats", "2")
+    assert code == 0 and "membw-x2" in out and "1.25" in out and "share 20.0% / 20.0% / 20.0%" in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("workload,placement\ncpu-x1,pinned\n", "lacks column"),
+    ('"unterminated\n', "cannot read"),
+])
+def test_cli_bad_pressure_files_are_one_line(hwlat, tmp_path, content, message):
+    _scenarios(tmp_path)
+    (tmp_path / "pressure.csv").write_text(content)
+    before = (tmp_path / "pressure.csv").read_text()
+    code, _, err = hwlat("interference", "pressure", str(tmp_path))
+    assert code != 0 and message in err and "Traceback" not in err
+    assert (tmp_path / "pressure.csv").read_text() == before  # nothing overwritten
+
+
 def test_cli_pressure_on_a_missing_dataset_is_one_line(hwlat, tmp_path):
     code, _, err = hwlat("interference", "pressure", str(tmp_path / "nothing"))
     assert code != 0 and "cannot read" in err and "Traceback" not in err
+    code, _, err = hwlat("interference", "pressure", str(tmp_path), "--repeats", "0")
+    assert code != 0 and "Traceback" not in err

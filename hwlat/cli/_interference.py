@@ -160,6 +160,7 @@ def pressure(
     """Probe the memory, cache and CPU pressure of each workload of a dataset where its targets run (pressure.csv,
     resumable): the "pressure" descriptors of the interference models."""
     from hwlat.profilers import record_pressure
+    from hwlat.profilers._pressure import PRESSURE_KEYS, pressure_summary
 
     console = Console(stderr=True)
     progress = Progress(TextColumn("[bold]pressure"), BarColumn(), MofNCompleteColumn(),
@@ -180,5 +181,16 @@ def pressure(
         progress.stop()
     if as_json:
         typer.echo(table.to_json(orient="records"))
-    else:
-        console.print(f"{len(table)} pressure measurements; written to {data / 'pressure.csv'}")
+        return
+    medians, stray = pressure_summary(table)
+    shown = Table(title=f"{data / 'pressure.csv'}: median of {len(table)} measurements",
+                  caption="beside / alone: median chunk time of each probe kernel, and the probe's on-core share")
+    for header in ("workload", "placement", "intensity", "target threads", "stream", "gather", "compute", "share"):
+        shown.add_column(header, overflow="fold")
+    for row in medians.itertuples(index=False):
+        shown.add_row(row.workload, row.placement, f"{row.intensity:g}", str(row.target_threads),
+                      *(f"{value:.2f}" for value in row[len(PRESSURE_KEYS):]))
+    Console().print(shown)
+    Console().print("single measurements vs their median, |x / median - 1| (median, p90, max): " + "; ".join(
+        f"{column.removeprefix('pressure_')} " + " / ".join(f"{v:.1%}" for v in stray[column])
+        for column in stray.columns))

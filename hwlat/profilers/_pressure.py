@@ -169,10 +169,7 @@ def record_pressure(dataset: str | os.PathLike, *, repeats: int = 3, rounds: int
     if repeats < 1:
         raise HwlatError(f"pressure repeats must be >= 1, got {repeats}")
     dataset = Path(dataset)
-    try:
-        scenarios = pd.read_csv(dataset / "scenarios.csv")
-    except OSError as exc:
-        raise HwlatError(f"cannot read {str(dataset / 'scenarios.csv')!r}: {exc.strerror}") from None
+    scenarios = _read_csv(dataset / "scenarios.csv")
     if "placement" not in scenarios.columns:
         scenarios["placement"] = "free"
     missing = [c for c in PRESSURE_KEYS if c not in scenarios.columns]
@@ -206,11 +203,30 @@ def load_pressure(dataset: str | os.PathLike) -> pd.DataFrame:
     path = Path(dataset) / PRESSURE_FILE
     if not path.exists():
         return pd.DataFrame(columns=[*PRESSURE_KEYS, *PRESSURE_COLUMNS])
-    table = pd.read_csv(path)
+    table = _read_csv(path)
     missing = [c for c in (*PRESSURE_KEYS, *PRESSURE_COLUMNS) if c not in table.columns]
     if missing:
         raise HwlatError(f"{str(path)!r} lacks column(s) {', '.join(missing)}")
     return table
+
+
+def pressure_summary(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The median of each key's repeats (PRESSURE_COLUMNS per key), and how far single measurements stray from it
+    (|measurement / its key's median - 1|: median, p90 and max per column)."""
+    medians = table.groupby(list(PRESSURE_KEYS))[list(PRESSURE_COLUMNS)].median()
+    stray = (table.set_index(list(PRESSURE_KEYS))[list(PRESSURE_COLUMNS)] / medians - 1).abs()
+    return medians.reset_index(), stray.describe(percentiles=[0.5, 0.9]).loc[["50%", "90%", "max"]]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except OSError as exc:
+        raise HwlatError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise HwlatError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0]}") from None
 
 
 def join_pressure(scenarios: pd.DataFrame, pressure: pd.DataFrame) -> pd.DataFrame:
