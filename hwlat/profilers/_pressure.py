@@ -119,8 +119,9 @@ def measure_pressure(workload: WorkloadMix | str, *, target_threads: int = 1, pl
             spec = {"kind": corunner.kind, "model": asdict(corunner.model) if corunner.model else None}
             children.append(ChildProcess(spec, corunner.threads, f"co-runner {corunner.as_dict()['name']}", cpus))
         running = list(children)
-        probes = [ChildProcess({"kind": "probe"}, 1, f"pressure probe {i}", cpus) for i, cpus in enumerate(probe_cpus)]
-        children += probes
+        for i, cpus in enumerate(probe_cpus):  # each registered at once, so a failed start stops the others
+            children.append(ChildProcess({"kind": "probe"}, 1, f"pressure probe {i}", cpus))
+        probes = children[len(running):]
         for child in children:
             child.receive(STARTUP_TIMEOUT_S, "start-up")
         measured = []
