@@ -176,7 +176,8 @@ def pressure(
                         f"{row['pressure_stream']:.2f}x, share {row['pressure_share']:.2f}")
 
     try:
-        table = record_pressure(data, repeats=repeats, rounds=rounds, seconds=seconds, on_start=on_start, on_measured=on_measured)
+        table = record_pressure(data, repeats=repeats, rounds=rounds, seconds=seconds, on_start=on_start,
+                                on_measured=on_measured)
     finally:
         progress.stop()
     if as_json:
