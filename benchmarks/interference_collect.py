@@ -4,13 +4,16 @@ Targets are NB201 cells spread over the latency range of data/nb201-cpu (ONNX Ru
 Runtime and PyTorch at 1 and 2 threads; workloads are stressors (cpu, membw, cache at 1 and 2 processes), model
 co-runners (ONNX Runtime and PyTorch at 1 and 2 threads) and mixes. The grid is recorded in passes, each covering
 every target and every workload family, so a recording stopped early (`--passes`) still supports leave-workload-out
-and leave-target-out. Recording runs in chunks of at most `--chunk` seconds, each under
+and leave-target-out. `--denser` records instead 7 other cells (ONNX Runtime, 1 thread), at the quantiles halfway
+between the grid's, beside every workload, as a dataset of their own (pinned: data/interference-cpu-pinned-b).
+Recording runs in chunks of at most `--chunk` seconds, each under
 `flock /tmp/hwlat-bench.lock` (released between chunks), resuming every time. `--placement pinned` records with
 fixed CPU affinities and passively waiting runtime threads (see `hwlat interference record --help`).
 Prints the figures quoted in BENCHMARKS.md: scenarios, disturbed, recording time, sampling-interval jitter.
 
     python benchmarks/interference_collect.py                        # full dataset -> data/interference-cpu
     python benchmarks/interference_collect.py --placement pinned     # -> data/interference-cpu-pinned
+    python benchmarks/interference_collect.py --placement pinned --denser   # 7 other cells -> ...-pinned-b
     python benchmarks/interference_collect.py --pilot                # 20 scenarios -> /tmp/hwlat-interference-pilot
 """
 
@@ -31,6 +34,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = "/tmp/hwlat-bench.lock"
 QUANTILES = (0.02, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
+#: the `--denser` cells: halfway between consecutive QUANTILES
+DENSER_QUANTILES = tuple(round((low + high) / 2, 4) for low, high in zip(QUANTILES, QUANTILES[1:]))
 RETEST_NOTE = """
 ## Re-recordings: `retest.csv` (noise ceiling)
 The pinned pilot of `data/interference-cpu/retest.csv` (runs `pinned-a` and `pinned-b`: the same target, workload,
@@ -41,12 +46,12 @@ prints it as "noise: retest").
 """
 
 
-def nb201_targets() -> list[str]:
-    """8 cells at quantiles of the ONNX Runtime 1-thread latency in data/nb201-cpu (fastest to slowest)."""
+def nb201_targets(quantiles: tuple[float, ...] = QUANTILES) -> list[str]:
+    """Cells at `quantiles` of the ONNX Runtime 1-thread latency in data/nb201-cpu (fastest to slowest)."""
     measured = pd.read_csv(ROOT / "data/nb201-cpu/measurements.csv", keep_default_na=False)
     ort = measured[(measured["platform"] == "onnxruntime/t1/b1") & (measured["tag"] == "")]
     ordered = ort.sort_values("median_ms")["arch"].tolist()
-    return [ordered[round(q * (len(ordered) - 1))] for q in QUANTILES]
+    return [ordered[round(q * (len(ordered) - 1))] for q in quantiles]
 
 
 def plan(pilot: bool) -> list[tuple[list[str], list[str], list[float]]]:
@@ -68,6 +73,12 @@ def plan(pilot: bool) -> list[tuple[list[str], list[str], list[float]]]:
     rest = [w for w in stressors + models + mixes if w not in first + second]
     return [(targets, first, [1.0]), (targets, second, [1.0]), (targets, rest, [1.0]),
             (targets[:8:2] + targets[8:], half, [0.5])]
+
+
+def denser_pass() -> tuple[list[str], list[str], list[float]]:
+    """The `--denser` pass: the DENSER_QUANTILES cells (ONNX Runtime, 1 thread) beside every workload of the grid."""
+    first, second, rest, _ = plan(pilot=False)
+    return [f"nb201:{c}@ort-t1" for c in nb201_targets(DENSER_QUANTILES)], first[1] + second[1] + rest[1], [1.0]
 
 
 def copy_retest(scenarios: pd.DataFrame, out: Path) -> int:
@@ -129,17 +140,20 @@ def main() -> None:
     parser.add_argument("--phase", type=float, default=2.0)
     parser.add_argument("--placement", choices=("free", "pinned"), default="free")
     parser.add_argument("--passes", type=int, default=None, help="record only the first N passes of the grid")
+    parser.add_argument("--denser", action="store_true",
+                        help="record 7 other cells (halfway between the grid's) beside every workload instead")
     args = parser.parse_args()
     if args.chunk < 60:
         parser.error("--chunk must be at least 60 seconds")
     pinned = args.placement == "pinned"
-    out = args.out or (Path("/tmp/hwlat-interference-pilot") if args.pilot
-                       else ROOT / ("data/interference-cpu-pinned" if pinned else "data/interference-cpu"))
-    args.db = args.db or Path("/tmp/hwlat-interference" + ("-pinned" if pinned else "")) / "colocation.sqlite"
+    suffix = ("-pinned" if pinned else "") + ("-b" if args.denser else "")
+    out = args.out or (Path("/tmp/hwlat-interference-pilot") if args.pilot else ROOT / f"data/interference-cpu{suffix}")
+    args.db = args.db or Path(f"/tmp/hwlat-interference{suffix}") / "colocation.sqlite"
     args.db.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     chunks, commands, totals = 0, {}, {"recorded": 0, "disturbed": 0, "failed": 0}
-    pending = dict(enumerate(plan(args.pilot)[:args.passes]))
+    grid = [] if args.denser else plan(args.pilot)[:args.passes]
+    pending = dict(enumerate([denser_pass()] if args.denser else grid))
     while pending:
         if chunks:
             time.sleep(20)  # leave the lock to the other benchmarks for a moment
@@ -154,7 +168,7 @@ def main() -> None:
                 del pending[number]
     elapsed = time.monotonic() - started
     options = (" --pilot" if args.pilot else "") + (" --placement pinned" if pinned else "") + \
-        (f" --passes {args.passes}" if args.passes else "")
+        (f" --passes {args.passes}" if args.passes else "") + (" --denser" if args.denser else "")
     notes = "## Recording command\n`python benchmarks/interference_collect.py" + options + \
         "` runs, in lock holds (rerun until nothing remains):\n\n" + "\n".join(
             "```\n" + shlex.join(commands[n]).replace(sys.executable, "python") + "\n```" for n in sorted(commands)) + \
@@ -165,10 +179,14 @@ def main() -> None:
         "`disturbed`). Figures computed from this dataset (slowdowns, sampling jitter, isolated medians against " \
         "`data/nb201-cpu`) are printed by the script and quoted in BENCHMARKS.md. Licence: MIT, like the project.\n"
     passes = len(plan(args.pilot))
-    if len(commands) < passes:
-        notes += (f"\nOnly the first {len(commands)} of the grid's {passes} passes were recorded (`--passes`); the "
+    if args.denser:
+        notes += (f"\nThe `--denser` pass: {len(DENSER_QUANTILES)} cells at the quantiles "
+                  f"{', '.join(map(str, DENSER_QUANTILES))} of data/nb201-cpu's ONNX Runtime latency (halfway between "
+                  "the grid's), each beside every workload of the grid.\n")
+    elif len(grid) < passes:
+        notes += (f"\nOnly the first {len(grid)} of the grid's {passes} passes were recorded (`--passes`); the "
                   "passes are listed in `plan` of benchmarks/interference_collect.py.\n")
-    if pinned:
+    if pinned and not args.denser:
         notes += RETEST_NOTE
     notes_file = args.db.parent / "notes.md"
     notes_file.write_text(notes)
@@ -179,7 +197,7 @@ def main() -> None:
     from hwlat.profilers import load_colocation_dataset
 
     scenarios, metrics = load_colocation_dataset(out)
-    if pinned:
+    if pinned and not args.denser:
         print(f"pinned re-recordings of this dataset's scenarios copied to {out / 'retest.csv'}: "
               f"{copy_retest(scenarios, out)} rows")
     jitter_ms = (metrics["t_s"] - (metrics["step"] + 1) * scenarios["interval_s"].iloc[0]).to_numpy() * 1e3
@@ -212,6 +230,8 @@ def main() -> None:
     reference = reference[reference["tag"] == ""].set_index(["arch", "platform"])["median_ms"]
     for runtime, platform in (("onnxruntime", "onnxruntime/t1/b1"), ("torch", "torch/t1/b1")):
         rows = scenarios[(scenarios["target_runtime"] == runtime) & (scenarios["target_threads"] == 1)]
+        if rows.empty:
+            continue
         ratio = rows["isolated_median_ms"].to_numpy() / reference.loc[
             [(t.removeprefix("nb201:"), platform) for t in rows["target"]]].to_numpy()
         print(f"isolated median here / data/nb201-cpu median ({platform}): median {np.median(ratio):.2f}, "

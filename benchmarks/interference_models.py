@@ -27,12 +27,15 @@ with a summary per split and model: the MAE % of the median slowdown per seed an
 improvement over gb, and whether the model is >= 28 % better than gb on every seed of both splits. The seeds can run
 in separate invocations (`--json` each), and `--summarize a.json,b.json,...` prints the same summary from their files
 without training.
+Another recording: `--test-data DIR` adds the split "dataset": each model is fitted on every scenario of `--data` and
+scored on every scenario of DIR (e.g. recorded on another day or machine); `--splits dataset` runs it alone.
 Noise ceiling: when the data directory holds `retest.csv` (benchmarks/interference_retest.py), two rows give the
 error of predicting each re-recorded scenario by its second recording ("noise: retest") and that / sqrt 2, the
 expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal");
 only re-recordings with the dataset's placement and phase length count.
 Usage: python benchmarks/interference_models.py [--data data/interference-cpu] [--folds 5] [--seed 0 | --seeds 0,1,2]
        [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
+       [--test-data DIR]
        python benchmarks/interference_models.py --summarize s0.json,s1.json,s2.json
 """
 
@@ -47,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwlat.interference import InterferenceData, cross_validate, make_model, mae_percent
+from hwlat.interference import InterferenceData, cross_validate, evaluate_on, make_model, mae_percent
 
 ROOT = Path(__file__).resolve().parents[1]
 #: nested-CV candidates (each outer training fold picks one by inner grouped CV; its test fold is never seen)
@@ -142,17 +145,20 @@ GOAL_VS_GB = 0.28
 
 
 def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharing: dict[str, bool],
-             ceiling: dict | None) -> list[dict]:
-    """Cross-validate every model of `--models` on every split with `seed`; prints the tables, returns the figures
-    (one record per model and split, with its seed)."""
+             ceiling: dict | None, test: InterferenceData | None = None) -> list[dict]:
+    """Cross-validate every model of `--models` on every split with `seed` (split "dataset": fit on `data`, score
+    on `test`); prints the tables, returns the figures (one record per model and split, with its seed)."""
     everything = []
     for split in args.splits.split(","):
         results = {}
         for label in args.models.split(","):
             grid = VARIANTS[label][2]
-            result = cross_validate(model(label, seed, args.members, args.threads), data, split, args.folds,
-                                    seed, grid=grid, tune_params={"members": 2} if label.startswith("trans")
-                                    else None)
+            if split == "dataset":
+                result = evaluate_on(model(label, seed, args.members, args.threads), data, test)
+            else:
+                result = cross_validate(model(label, seed, args.members, args.threads), data, split, args.folds,
+                                        seed, grid=grid, tune_params={"members": 2} if label.startswith("trans")
+                                        else None)
             results[label] = {**result.summary(), "model": label, "seed": seed,
                               **by_sharing(result.predictions, sharing)}
             if grid:
@@ -161,7 +167,8 @@ def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharin
                   f"{' (incl. nested tuning)' if grid else ''}", flush=True)
         gb = results.get("gb", {}).get("mae_slowdown")
         none = results.get("none", {}).get("mae_slowdown")
-        print(f"\nleave-{split}-out ({args.folds} folds, seed {seed})")
+        print(f"\ntrained on {args.data}, tested on {args.test_data} (seed {seed})" if split == "dataset"
+              else f"\nleave-{split}-out ({args.folds} folds, seed {seed})")
         print("MAE % (slowdown, pooled) by co-runner on the target's cores: " + "; ".join(
             f"{label} shared {_fmt(s['mae_slowdown_shared'])} / alone {_fmt(s['mae_slowdown_alone'])}"
             for label, s in results.items()))
@@ -174,7 +181,7 @@ def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharin
             print(f"{label:<17} {s['mae_slowdown']:12.2f} {s['median_ape_slowdown']:10.2f} "
                   f"{s['mae_slowdown_p90']:8.2f} {s['mae_slowdown_p99']:8.2f} {vs_gb:>7} {vs_none:>7} "
                   f"{s['fit_s']:8.1f}  {' '.join(f'{v:.2f}' for v in s['fold_mae_slowdown'])}")
-        if ceiling:
+        if ceiling and split != "dataset":
             print(f"{'noise: retest':<17} {ceiling['mae_slowdown']:12.2f} {ceiling['median_ape_slowdown']:10.2f} "
                   f"{ceiling['mae_slowdown_p90']:8.2f} {ceiling['mae_slowdown_p99']:8.2f}  (n={ceiling['n']}: a second "
                   f"recording of the scenario used as the prediction)")
@@ -183,7 +190,7 @@ def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharin
                   f"{ceiling['mae_slowdown_p99'] / 2 ** 0.5:8.2f}  (retest / sqrt 2: the expected error of a "
                   f"perfect predictor of the mean slowdown)")
         for label in [label for label in results if label not in ("none", "gb")]:
-            if gb:
+            if gb and split != "dataset":  # the issue's goals are on held-out workloads and targets
                 s = results[label]
                 print(f"goals ({label}): MAE <= 5 %: {'met' if s['mae_slowdown'] <= 5 else 'NOT met'} "
                       f"({s['mae_slowdown']:.2f} %); >= 28 % better than gb: "
@@ -219,7 +226,7 @@ def seed_summary(records: list[dict]) -> None:
     for split in splits:
         gb = {seed: table.get((split, "gb", seed)) for seed in seeds}
         gb_mean = float(np.mean(list(gb.values()))) if all(v is not None for v in gb.values()) else None
-        print(f"\nleave-{split}-out")
+        print("\ntrained on --data, tested on --test-data" if split == "dataset" else f"\nleave-{split}-out")
         print(f"{'model':<17} " + " ".join(f"{'seed ' + str(seed):>16}" for seed in seeds)
               + f" {'mean':>16} {'worst vs gb':>11}")
         for label in labels:
@@ -228,13 +235,15 @@ def seed_summary(records: list[dict]) -> None:
             mean = float(np.mean(maes)) if complete else None
             gains = [1 - m / g for m, g in zip(maes, gb.values()) if m is not None and g]
             worst = min(gains) if complete and len(gains) == len(seeds) else None
-            every[label] &= worst is not None and worst >= GOAL_VS_GB
+            if split != "dataset":  # the issue's goal is on held-out workloads and targets
+                every[label] &= worst is not None and worst >= GOAL_VS_GB
             print(f"{label:<17} " + " ".join(f"{cell(m, g):>16}" for m, g in zip(maes, gb.values()))
                   + f" {cell(mean, gb_mean):>16} {'n/a' if worst is None else f'{100 * worst:+.1f}%':>11}")
+    held_out = [split for split in splits if split != "dataset"]
     for label in labels:
-        if label != "gb":
+        if label != "gb" and held_out:
             print(f"goal ({label}): >= {100 * GOAL_VS_GB:.0f} % better than gb on every seed of "
-                  f"{' and '.join(splits)}: {'met' if every[label] else 'NOT met'}")
+                  f"{' and '.join(held_out)}: {'met' if every[label] else 'NOT met'}")
 
 
 def main() -> None:
@@ -248,6 +257,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
+    parser.add_argument("--test-data", type=Path, help="Another dataset: adds the split 'dataset' (fit on --data, "
+                        "score on this).")
     parser.add_argument("--summarize", help="Comma-separated JSON files of earlier runs (--json): print the summary "
                         "over their seeds, train nothing.")
     args = parser.parse_args()
@@ -269,7 +280,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown models {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
+    if args.test_data and "dataset" not in args.splits.split(","):
+        args.splits += ",dataset"
+    if "dataset" in args.splits.split(",") and not args.test_data:
+        parser.error("the split 'dataset' needs --test-data")
     data = InterferenceData.load(args.data)
+    test = InterferenceData.load(args.test_data) if args.test_data else None
     table = data.scenarios
     print(f"data: {args.data} ({len(data)} undisturbed scenarios, {table['workload'].nunique()} workloads, "
           f"{table['target'].nunique()} targets, {len(data.metric_names)} window metrics)")
@@ -280,7 +296,8 @@ def main() -> None:
     print(f"noise context: isolated median after vs before the scenario differs by {repeat.mean():.2f} % on "
           f"average (median {repeat.median():.2f} %)")
     ceiling = noise_ceiling(args.data)
-    sharing = dict(zip(table["scenario_id"], data.placement()["shared_threads"] > 0))
+    sharing = {sid: bool(shared) for source in [data] + ([test] if test else [])
+               for sid, shared in zip(source.scenarios["scenario_id"], source.placement()["shared_threads"] > 0)}
     placements = table["placement"].unique() if "placement" in table.columns else ["free"]
     print(f"{sum(sharing.values())} scenarios with a co-runner thread on the target's cores, "
           f"{len(sharing) - sum(sharing.values())} without (placement {', '.join(placements)})")
@@ -290,11 +307,12 @@ def main() -> None:
     for seed in seeds:
         if len(seeds) > 1:
             print(f"\n=== seed {seed} ===", flush=True)
-        everything.extend(evaluate(args, data, seed, sharing, ceiling))
+        everything.extend(evaluate(args, data, seed, sharing, ceiling, test))
     if len(seeds) > 1:
         seed_summary(everything)
     if args.json:
         args.json.write_text(json.dumps({"data": str(args.data), "scenarios": len(data), "results": everything,
+                                         "test_data": str(args.test_data) if args.test_data else None,
                                          "noise_ceiling": ceiling}, indent=1))
 
 

@@ -18,8 +18,9 @@ import psutil
 import pytest
 
 from hwlat._errors import HwlatError
-from hwlat.profilers import (ModelSpec, WorkloadMix, export_colocation_dataset, kernel_tick_ms,
-                             load_colocation_dataset, measure_time_slice_ms, record_colocation, scenarios_from)
+from hwlat.profilers import (ModelSpec, WorkloadMix, export_colocation_dataset, import_colocation_dataset,
+                             kernel_tick_ms, load_colocation_dataset, measure_time_slice_ms, record_colocation,
+                             scenarios_from)
 from hwlat.profilers._colocation import _Processes
 from hwlat.profilers._colocation_spec import pinned_cpus
 from hwlat.profilers._sysmetrics import sample_series
@@ -96,6 +97,8 @@ def test_cli_bad_input_is_one_line_without_traceback(hwlat, tmp_path):
     code, _, err = hwlat("interference", "export", "--out", str(tmp_path / "out"),
                          "--db", str(tmp_path / "none.sqlite"))
     assert code == 2 and "does not exist" in err and "Traceback" not in err
+    code, _, err = hwlat("interference", "import", str(tmp_path / "nothing"), "--db", str(tmp_path / "db.sqlite"))
+    assert code == 2 and err.strip().endswith("is not a co-location dataset: missing scenarios.csv, metrics.parquet")
 
 
 def test_placement_is_part_of_the_scenario_and_free_keeps_the_dataset_ids():
@@ -265,6 +268,27 @@ def test_record_resume_export_and_load(tmp_path, tiny_onnx):
                                                                                    "isolated_after"}
     card = (tmp_path / "dataset" / "README.md").read_text()
     assert "3 scenarios" in card and "2 free, 1 pinned" in card and "for 3 of 3 scenarios" in card
+
+    # an exported dataset imported into another store exports again unchanged, and extends: a rerun records only
+    # what it lacks
+    partial = tmp_path / "partial"
+    export_colocation_dataset(db, partial)
+    for name, part in (("scenarios.csv", frame), ("metrics.parquet", metrics), ("inferences.parquet", inferences)):
+        kept = part[part["scenario_id"] != pinned[0].scenario_id]
+        if name.endswith(".csv"):
+            kept.to_csv(partial / name, index=False)
+        else:
+            kept.to_parquet(partial / name)
+    copy = tmp_path / "copy.sqlite"
+    assert import_colocation_dataset(partial, copy)["imported"] == 2
+    assert import_colocation_dataset(tmp_path / "dataset", copy) == {"db": f"sqlite:///{copy}", "imported": 1,
+                                                                     "skipped": 2}
+    assert record_colocation(scenarios, store=copy, tolerance=10.0, quiet_wait_s=0).recorded == 0
+    export_colocation_dataset(copy, tmp_path / "again")
+    again_frame, again_metrics = load_colocation_dataset(tmp_path / "again")
+    pd.testing.assert_frame_equal(again_frame.drop(columns="placement"), frame.drop(columns="placement"))
+    pd.testing.assert_frame_equal(again_metrics, metrics)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again" / "inferences.parquet"), inferences)
 
 
 def test_load_names_missing_columns(tmp_path):

@@ -16,7 +16,7 @@ from conftest import PROJECT_ROOT
 from hwlat._errors import HwlatError
 from hwlat.interference import (EXTRAS, ColocatedLatency, CrossValidation, FeatureSpec, InterferenceData,
                                 InterferenceModel, TransformerInterference, WorkloadSignature, cross_validate,
-                                mae_percent, make_model, model_kinds, tune)
+                                evaluate_on, mae_percent, make_model, model_kinds, tune)
 from hwlat.interference._features import TARGETS, TIME_SLICE_MS
 from hwlat.profilers._pressure import PRESSURE_COLUMNS
 
@@ -176,6 +176,24 @@ def test_grouped_cv_never_trains_on_a_held_out_workload(synthetic):
     assert result.summary()["fold_mae_slowdown"] == result.folds["mae_slowdown"].round(4).tolist()
     with pytest.raises(HwlatError, match="unknown split"):
         cross_validate(Recording(), synthetic, "device")
+
+
+def test_a_model_fitted_on_one_recording_is_scored_on_another(synthetic):
+    other = InterferenceData.from_frames(*schema_frames(workloads=3, seed=1))
+    fitted_on = []
+
+    class Recording(type(make_model("gb"))):
+        def _fit(self, data, log_targets):
+            fitted_on.append(len(data))
+            super()._fit(data, log_targets)
+
+    result = evaluate_on(Recording(random_state=0), synthetic, other)
+    assert fitted_on == [len(synthetic)] and result.split == "dataset"
+    assert list(result.predictions["scenario_id"]) == list(other.scenarios["scenario_id"])
+    expected = make_model("gb", random_state=0).fit(synthetic).predict(other)["slowdown"].to_numpy()
+    assert result.predictions["pred_slowdown"].to_numpy() == pytest.approx(expected)
+    assert result.mae() == pytest.approx(mae_percent(expected, other.scenarios["slowdown"]))
+    assert result.mae() < 0.5 * evaluate_on(make_model("none"), synthetic, other).mae()
 
 
 def test_transformer_learns_the_interference_signal(synthetic):

@@ -93,9 +93,10 @@ def test_join_takes_the_median_of_repeats_and_leaves_unmeasured_workloads_nan():
     assert len(joined) == 3 and list(joined["workload"]) == list(scenarios["workload"])
 
 
-def test_the_pinned_dataset_ships_its_pressure():
-    scenarios, _ = load_colocation_dataset(PINNED)
-    table = load_pressure(PINNED)
+@pytest.mark.parametrize("dataset", [PINNED, PINNED.with_name("interference-cpu-pinned-b")], ids=lambda p: p.name)
+def test_the_pinned_datasets_ship_their_pressure(dataset):
+    scenarios, _ = load_colocation_dataset(dataset)
+    table = load_pressure(dataset)
     assert (table.groupby(list(PRESSURE_KEYS)).size() >= 3).all()
     assert scenarios[list(PRESSURE_COLUMNS)].notna().all().all()
     # a CPU-bound process sharing the target's core leaves it about half the core

@@ -1,4 +1,4 @@
-"""`hwlat interference`: record co-location scenarios, list them, export them as a dataset."""
+"""`hwlat interference`: record co-location scenarios, list them, export them as a dataset and import one."""
 
 from __future__ import annotations
 
@@ -147,6 +147,23 @@ def export(
     else:
         typer.echo(f"{counts['scenarios']} scenarios ({counts['disturbed']} disturbed), {counts['metric_rows']} "
                    f"metric rows, {counts['inferences']} inferences written to {counts['out']}")
+
+
+@app.command("import")
+def import_dataset(
+    data: Path = typer.Argument(..., help="Dataset directory written by `hwlat interference export`."),
+    db: str = typer.Option(None, help=_DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as one JSON object."),
+) -> None:
+    """Store the scenarios of an exported dataset that the store lacks, so recording more and exporting again
+    extends it (resumable: each scenario is one transaction)."""
+    from hwlat.profilers import import_colocation_dataset
+
+    counts = import_colocation_dataset(data, db)
+    if as_json:
+        typer.echo(json.dumps(counts))
+    else:
+        typer.echo(f"{counts['imported']} scenarios imported, {counts['skipped']} already stored, into {counts['db']}")
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from hwlat.interference._baselines import (BASES, BoostedInterference, LinearInterference, NoInterference,
                                            TimeSliceInterference)
 from hwlat.interference._colocated import QUANTILES, ColocatedLatency, WorkloadSignature
-from hwlat.interference._evaluate import SPLITS, CrossValidation, cross_validate, mae_percent, tune
+from hwlat.interference._evaluate import SPLITS, CrossValidation, cross_validate, evaluate_on, mae_percent, tune
 from hwlat.interference._features import EXTRAS, TARGETS, FeatureSpec, InterferenceData
 from hwlat.interference._model import FORMAT_VERSION, InterferenceModel, make_model, model_kinds
 from hwlat.interference._transformer import BRANCHES, LOSSES, TransformerInterference
@@ -11,5 +11,5 @@ from hwlat.interference._transformer import BRANCHES, LOSSES, TransformerInterfe
 __all__ = ["BASES", "BRANCHES", "EXTRAS", "FORMAT_VERSION", "LOSSES", "QUANTILES", "SPLITS", "TARGETS",
            "BoostedInterference", "ColocatedLatency", "CrossValidation", "FeatureSpec", "InterferenceData",
            "InterferenceModel", "LinearInterference", "NoInterference", "TimeSliceInterference",
-           "TransformerInterference", "WorkloadSignature", "cross_validate", "mae_percent", "make_model", "model_kinds",
-           "tune"]
+           "TransformerInterference", "WorkloadSignature", "cross_validate", "evaluate_on", "mae_percent", "make_model",
+           "model_kinds", "tune"]

@@ -71,10 +71,9 @@ def cross_validate(model: InterferenceModel, data: InterferenceData, split: str 
     count = min(folds, len(set(groups)))
     if count < 2:
         raise HwlatError(f"leave-{split}-out needs at least 2 distinct {split}s, the data has {len(set(groups))}")
-    measured = data.targets()
     rows, predictions = [], []
     splitter = GroupKFold(n_splits=count, shuffle=True, random_state=seed)
-    for fold, (train, test) in enumerate(splitter.split(measured, groups=groups)):
+    for fold, (train, test) in enumerate(splitter.split(data.scenarios, groups=groups)):
         estimator = _for_split(model, split)
         start = time.perf_counter()
         chosen = {}
@@ -83,16 +82,36 @@ def cross_validate(model: InterferenceModel, data: InterferenceData, split: str 
             estimator.set_params(**chosen)
         estimator.fit(data.subset(train))
         fit_s = time.perf_counter() - start
-        predicted = estimator.predict(data.subset(test)).to_numpy()
-        rows.append({"fold": fold, "test_scenarios": len(test), f"test_{split}s": len(set(groups[test])),
-                     **{f"mae_{t}": mae_percent(predicted[:, j], measured[test, j]) for j, t in enumerate(TARGETS)},
+        errors, held_out = _scored(estimator, data.subset(test), fold)
+        rows.append({"fold": fold, "test_scenarios": len(test), f"test_{split}s": len(set(groups[test])), **errors,
                      "fit_s": fit_s, **({"chosen": json.dumps(chosen)} if grid else {})})
-        held_out = data.scenarios.iloc[test][["scenario_id", "workload", "target"]].reset_index(drop=True)
-        predictions.append(held_out.assign(fold=fold, **{t: measured[test, j] for j, t in enumerate(TARGETS)},
-                                           **{f"pred_{t}": predicted[:, j] for j, t in enumerate(TARGETS)}))
+        predictions.append(held_out)
         if progress is not None:
             progress(fold + 1, count)
     return CrossValidation(model.kind, split, pd.DataFrame(rows), pd.concat(predictions, ignore_index=True))
+
+
+def evaluate_on(model: InterferenceModel, train: InterferenceData, test: InterferenceData) -> CrossValidation:
+    """Fit a fresh clone of `model` on every scenario of `train` and score it on every scenario of `test`, another
+    recording (a new day, a changed machine): one fold, split "dataset"."""
+    estimator = clone(model)
+    start = time.perf_counter()
+    estimator.fit(train)
+    fit_s = time.perf_counter() - start
+    errors, predictions = _scored(estimator, test, 0)
+    folds = pd.DataFrame([{"fold": 0, "test_scenarios": len(test), **errors, "fit_s": fit_s}])
+    return CrossValidation(model.kind, "dataset", folds, predictions)
+
+
+def _scored(estimator: InterferenceModel, test: InterferenceData, fold: int) -> tuple[dict, pd.DataFrame]:
+    """MAE % per target of a fitted model on `test`, and its predictions beside the measured values."""
+    measured = test.targets()
+    predicted = estimator.predict(test).to_numpy()
+    errors = {f"mae_{t}": mae_percent(predicted[:, j], measured[:, j]) for j, t in enumerate(TARGETS)}
+    predictions = test.scenarios[["scenario_id", "workload", "target"]].reset_index(drop=True).assign(
+        fold=fold, **{t: measured[:, j] for j, t in enumerate(TARGETS)},
+        **{f"pred_{t}": predicted[:, j] for j, t in enumerate(TARGETS)})
+    return errors, predictions
 
 
 def tune(model: InterferenceModel, data: InterferenceData, grid: Sequence[dict], split: str = "workload",

@@ -1,7 +1,8 @@
 """Measure real latencies: a protocol shared by all runtimes, each runtime timed in its own process."""
 
 from hwlat.profilers._colocation import (ModelSpec, RecordResult, Scenario, WorkloadMix, export_colocation_dataset,
-                                         load_colocation_dataset, record_colocation, scenarios_from)
+                                         import_colocation_dataset, load_colocation_dataset, record_colocation,
+                                         scenarios_from)
 from hwlat.profilers._pressure import measure_pressure, record_pressure
 from hwlat.profilers._profile import ProfileResult, platform_key, profile
 from hwlat.profilers._protocol import MeasurementProtocol, TimingStats, measure, median_confidence_interval
@@ -11,6 +12,6 @@ from hwlat.profilers.runtimes import RUNTIMES, BaseRuntime, get_runtime
 
 __all__ = ["RUNTIMES", "BaseRuntime", "MeasurementProtocol", "ModelSpec", "ProfileResult", "RecordResult", "Scenario",
            "TimingStats", "Workload", "WorkloadMix", "export_colocation_dataset", "get_runtime",
-           "kernel_tick_ms", "load_colocation_dataset", "measure", "measure_time_slice_ms",
+           "import_colocation_dataset", "kernel_tick_ms", "load_colocation_dataset", "measure", "measure_time_slice_ms",
            "measure_pressure", "median_confidence_interval", "platform_key", "profile", "record_colocation",
            "record_pressure", "scenarios_from"]

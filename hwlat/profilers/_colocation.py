@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from hwlat._errors import HwlatError
-from hwlat.profilers._colocation_dataset import export_colocation_dataset, load_colocation_dataset
+from hwlat.profilers._colocation_dataset import (export_colocation_dataset, import_colocation_dataset,
+                                                 load_colocation_dataset)
 from hwlat.profilers._colocation_spec import PASSIVE_ENV, ModelSpec, Scenario, WorkloadMix, scenarios_from
 from hwlat.profilers._sysmetrics import metrics_between, sample_series, snapshot
 from hwlat.profilers._timeslice import measure_time_slice_ms
@@ -34,7 +35,7 @@ from hwlat.profilers._worker import THREAD_ENV_VARS
 from hwlat.store._colocation import PHASES, ColocationStore
 
 __all__ = ["ModelSpec", "RecordResult", "Scenario", "WorkloadMix", "export_colocation_dataset",
-           "load_colocation_dataset", "record_colocation", "scenarios_from"]
+           "import_colocation_dataset", "load_colocation_dataset", "record_colocation", "scenarios_from"]
 
 #: time between sending a phase's start time and the start itself, so every process is waiting when it comes
 LEAD_S = 0.05

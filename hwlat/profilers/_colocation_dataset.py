@@ -1,7 +1,9 @@
 """The co-location dataset on disk: scenarios.csv, metrics.parquet, inferences.parquet and a data card.
 
 `export_colocation_dataset` writes it from the store (all files or none); `load_colocation_dataset` reads it back
-and checks the columns the models rely on, naming what is missing in one line.
+and checks the columns the models rely on, naming what is missing in one line; `import_colocation_dataset` puts an
+exported dataset back into a store, so a shipped dataset can be extended by recording more scenarios and exporting
+again.
 """
 
 from __future__ import annotations
@@ -73,6 +75,52 @@ def export_colocation_dataset(store: ColocationStore | str | os.PathLike | None,
     return {"out": str(out), "device_id": devices[0], "scenarios": len(scenarios),
             "disturbed": int(scenarios["disturbed"].sum()), "metric_rows": len(metrics),
             "inferences": len(inferences)}
+
+
+def import_colocation_dataset(path: str | os.PathLike, store: ColocationStore | str | os.PathLike | None) -> dict:
+    """Store every scenario of the dataset at `path` (with its metric series and inferences) that `store` lacks.
+
+    Each scenario is one transaction, so an interrupted import resumes; returns how many were imported and skipped.
+    """
+    import pandas as pd
+
+    scenarios, metrics = load_colocation_dataset(path)
+    try:
+        inferences = pd.read_parquet(Path(path) / "inferences.parquet")
+    except (OSError, ValueError) as exc:
+        raise HwlatError(f"cannot read {str(Path(path) / 'inferences.parquet')!r}: {str(exc).splitlines()[0]}") from None
+    columns = [c for c in SCENARIO_COLUMNS if c in scenarios.columns]
+    series_by_id = dict(tuple(metrics.groupby("scenario_id", sort=False)))
+    inferences_by_id = dict(tuple(inferences.groupby("scenario_id", sort=False)))
+    owned = not isinstance(store, ColocationStore)
+    store = ColocationStore(store) if owned else store
+    imported = 0
+    try:
+        for record in scenarios[columns].to_dict("records"):
+            row = {name: _plain(value) for name, value in record.items()}
+            series = series_by_id.get(row["scenario_id"], metrics.iloc[:0]).drop(columns="scenario_id")
+            runs = inferences_by_id.get(row["scenario_id"], inferences.iloc[:0])
+            imported += store.add_scenario(
+                row,
+                {phase: (part["end_s"].to_numpy(), part["latency_ms"].to_numpy())
+                 for phase, part in runs.groupby("phase", sort=False)},
+                {phase: part.drop(columns="phase").to_dict("records")
+                 for phase, part in series.groupby("phase", sort=False)})
+    finally:
+        if owned:
+            store.close()
+    return {"db": store.url, "imported": imported, "skipped": len(scenarios) - imported}
+
+
+def _plain(value):
+    """A dataset cell as a database value: NaN/NaT as NULL, numpy and pandas scalars as Python ones."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") else value
 
 
 def _ordered_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
