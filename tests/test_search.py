@@ -247,5 +247,11 @@ def test_shipped_predictor_is_rebuilt_from_the_project_data():
     shipped = shipped_predictor()
     rebuilt = make_predictor("hwlat").fit(dataset)
     assert shipped.devices_ == list(dataset.devices) and shipped.get_params() == rebuilt.get_params()
-    for name, value in rebuilt._fit_state().items():
-        np.testing.assert_allclose(shipped._fit_state()[name], value, rtol=1e-6, atol=1e-9)
+    # compare what the fit determines: predictions. With a one-hot encoding the per-op costs and the intercept are
+    # collinear, and another CPU's BLAS splits them differently (by ~3e-3) while predicting the same latencies.
+    archs = list(dataset.archs)
+    known = np.random.default_rng(0).choice(len(archs), 10, replace=False)
+    for device in dataset.devices:
+        adapted = [predictor.adapt([archs[i] for i in known], dataset.latency[device][known]).predict(archs)
+                   for predictor in (shipped, rebuilt)]
+        np.testing.assert_allclose(*adapted, rtol=1e-5)  # float32 arithmetic

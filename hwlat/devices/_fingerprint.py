@@ -13,9 +13,12 @@ Keys of the fingerprint returned by :func:`read_fingerprint` (values are ``None`
 - ``gpu``: ``None`` or dict ``name``, ``count``, ``compute_capability``, ``memory_bytes``,
   ``cuda_version``, ``driver_version``
 
-Only ``cpu_model``, ``cpu_arch``, the core counts, memory in GiB and the GPU name and count enter the
-device id: frequency, governor, affinity, kernel and library versions may change between runs on the same
-machine, so they are recorded with every measurement but never change which device it belongs to.
+Only ``cpu_model``, ``cpu_arch``, ``cpu_flags``, ``caches``, the core counts, memory in GiB and the GPU name and
+count enter the device id: frequency, governor, affinity, kernel and library versions may change between runs on
+the same machine, so they are recorded with every measurement but never change which device it belongs to. The ISA
+extensions and cache sizes are in because a VM may name its CPU only by family ("AMD EPYC") and run on another
+generation after it is recreated: hwlat's development VM came back with 48 KiB instead of 32 KiB of L1d, AVX-VNNI
+and 1.8x the speed, under the same model name (ids written before this rule lack both keys).
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def device_id(fingerprint: dict) -> str:
     stable = {
         "cpu_model": fingerprint.get("cpu_model"),
         "cpu_arch": fingerprint.get("cpu_arch"),
+        "cpu_flags": sorted(fingerprint.get("cpu_flags") or []),
+        "caches": fingerprint.get("caches") or {},
         "physical_cores": fingerprint.get("physical_cores"),
         "logical_cores": fingerprint.get("logical_cores"),
         "memory_gib": round(memory / 2**30) if memory else None,
