@@ -85,10 +85,14 @@ def import_colocation_dataset(path: str | os.PathLike, store: ColocationStore | 
     import pandas as pd
 
     scenarios, metrics = load_colocation_dataset(path)
+    file = Path(path) / "inferences.parquet"
     try:
-        inferences = pd.read_parquet(Path(path) / "inferences.parquet")
+        inferences = pd.read_parquet(file)
     except (OSError, ValueError) as exc:
-        raise HwlatError(f"cannot read {str(Path(path) / 'inferences.parquet')!r}: {str(exc).splitlines()[0]}") from None
+        raise HwlatError(f"cannot read {str(file)!r}: {str(exc).splitlines()[0]}") from None
+    absent = [c for c in ("scenario_id", "phase", "end_s", "latency_ms") if c not in inferences.columns]
+    if absent:
+        raise HwlatError(f"{file}: missing column(s) {', '.join(absent)}")
     columns = [c for c in SCENARIO_COLUMNS if c in scenarios.columns]
     series_by_id = dict(tuple(metrics.groupby("scenario_id", sort=False)))
     inferences_by_id = dict(tuple(inferences.groupby("scenario_id", sort=False)))
