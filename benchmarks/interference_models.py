@@ -284,6 +284,8 @@ def main() -> None:
         args.splits += ",dataset"
     if "dataset" in args.splits.split(",") and not args.test_data:
         parser.error("the split 'dataset' needs --test-data")
+    if args.test_data and not (args.test_data / "scenarios.csv").is_file():
+        parser.error(f"--test-data {args.test_data} is not a co-location dataset (no scenarios.csv)")
     data = InterferenceData.load(args.data)
     test = InterferenceData.load(args.test_data) if args.test_data else None
     table = data.scenarios
@@ -299,8 +301,9 @@ def main() -> None:
     sharing = {sid: bool(shared) for source in [data] + ([test] if test else [])
                for sid, shared in zip(source.scenarios["scenario_id"], source.placement()["shared_threads"] > 0)}
     placements = table["placement"].unique() if "placement" in table.columns else ["free"]
-    print(f"{sum(sharing.values())} scenarios with a co-runner thread on the target's cores, "
-          f"{len(sharing) - sum(sharing.values())} without (placement {', '.join(placements)})")
+    shared = sum(sharing[sid] for sid in table["scenario_id"])
+    print(f"{shared} scenarios of --data with a co-runner thread on the target's cores, {len(table) - shared} "
+          f"without (placement {', '.join(placements)})")
     print("MAE %: mean over scenarios of |predicted - measured| / measured * 100, averaged over folds; "
           "median APE: median over all held-out scenarios of the same ratio")
     everything = []
