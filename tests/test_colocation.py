@@ -99,6 +99,12 @@ def test_cli_bad_input_is_one_line_without_traceback(hwlat, tmp_path):
     assert code == 2 and "does not exist" in err and "Traceback" not in err
     code, _, err = hwlat("interference", "import", str(tmp_path / "nothing"), "--db", str(tmp_path / "db.sqlite"))
     assert code == 2 and err.strip().endswith("is not a co-location dataset: missing scenarios.csv, metrics.parquet")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("scenarios.csv", "metrics.parquet"):  # a shipped dataset without its inferences
+        (partial / name).write_bytes((PROJECT_ROOT / "data" / "interference-cpu-pinned-b" / name).read_bytes())
+    code, _, err = hwlat("interference", "import", str(partial), "--db", str(tmp_path / "partial.sqlite"))
+    assert code == 2 and err.strip().endswith("missing inferences.parquet") and not (tmp_path / "partial.sqlite").exists()
 
 
 def test_placement_is_part_of_the_scenario_and_free_keeps_the_dataset_ids():

@@ -86,6 +86,8 @@ def import_colocation_dataset(path: str | os.PathLike, store: ColocationStore | 
 
     scenarios, metrics = load_colocation_dataset(path)
     file = Path(path) / "inferences.parquet"
+    if not file.is_file():
+        raise HwlatError(f"{str(path)!r} is not a complete co-location dataset: missing inferences.parquet")
     try:
         inferences = pd.read_parquet(file)
     except (OSError, ValueError) as exc:
