@@ -29,13 +29,15 @@ in separate invocations (`--json` each), and `--summarize a.json,b.json,...` pri
 without training.
 Another recording: `--test-data DIR` adds the split "dataset": each model is fitted on every scenario of `--data` and
 scored on every scenario of DIR (e.g. recorded on another day or machine); `--splits dataset` runs it alone.
+`--extra-train DIR` adds another recording to every training fold of the held-out splits, less its scenarios of the
+fold's held-out workloads or targets; the test folds stay within `--data`.
 Noise ceiling: when the data directory holds `retest.csv` (benchmarks/interference_retest.py), two rows give the
 error of predicting each re-recorded scenario by its second recording ("noise: retest") and that / sqrt 2, the
 expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal");
 only re-recordings with the dataset's placement and phase length count.
 Usage: python benchmarks/interference_models.py [--data data/interference-cpu] [--folds 5] [--seed 0 | --seeds 0,1,2]
        [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
-       [--test-data DIR]
+       [--test-data DIR | --extra-train DIR]
        python benchmarks/interference_models.py --summarize s0.json,s1.json,s2.json
 """
 
@@ -145,9 +147,11 @@ GOAL_VS_GB = 0.28
 
 
 def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharing: dict[str, bool],
-             ceiling: dict | None, test: InterferenceData | None = None) -> list[dict]:
-    """Cross-validate every model of `--models` on every split with `seed` (split "dataset": fit on `data`, score
-    on `test`); prints the tables, returns the figures (one record per model and split, with its seed)."""
+             ceiling: dict | None, test: InterferenceData | None = None,
+             extra: InterferenceData | None = None) -> list[dict]:
+    """Cross-validate every model of `--models` on every split with `seed`, `extra` joining the training folds
+    (split "dataset": fit on `data`, score on `test`); prints the tables, returns the figures (one record per model
+    and split, with its seed)."""
     everything = []
     for split in args.splits.split(","):
         results = {}
@@ -158,7 +162,7 @@ def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharin
             else:
                 result = cross_validate(model(label, seed, args.members, args.threads), data, split, args.folds,
                                         seed, grid=grid, tune_params={"members": 2} if label.startswith("trans")
-                                        else None)
+                                        else None, extra_train=extra)
             results[label] = {**result.summary(), "model": label, "seed": seed,
                               **by_sharing(result.predictions, sharing)}
             if grid:
@@ -259,6 +263,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
     parser.add_argument("--test-data", type=Path, help="Another dataset: adds the split 'dataset' (fit on --data, "
                         "score on this).")
+    parser.add_argument("--extra-train", type=Path, help="Another dataset added to every training fold (less its "
+                        "scenarios of the held-out workloads or targets); test folds stay within --data.")
     parser.add_argument("--summarize", help="Comma-separated JSON files of earlier runs (--json): print the summary "
                         "over their seeds, train nothing.")
     args = parser.parse_args()
@@ -268,8 +274,9 @@ def main() -> None:
         if missing:
             parser.error(f"no such file: {', '.join(missing)}")
         runs = [json.loads(f.read_text()) for f in files]
-        if len({run["data"] for run in runs}) > 1:
-            parser.error(f"the files are from different datasets: {', '.join(sorted({r['data'] for r in runs}))}")
+        if len({(run["data"], run.get("extra_train")) for run in runs}) > 1:
+            parser.error("the files are from different datasets or extra training data: " + ", ".join(
+                sorted({f"{r['data']} + {r.get('extra_train')}" for r in runs})))
         records = [r for run in runs for r in run["results"]]
         if any("seed" not in r for r in records):
             parser.error("a file has no seeds (written before --seeds existed); rerun it")
@@ -284,10 +291,14 @@ def main() -> None:
         args.splits += ",dataset"
     if "dataset" in args.splits.split(",") and not args.test_data:
         parser.error("the split 'dataset' needs --test-data")
-    if args.test_data and not (args.test_data / "scenarios.csv").is_file():
-        parser.error(f"--test-data {args.test_data} is not a co-location dataset (no scenarios.csv)")
+    if args.test_data and args.extra_train:
+        parser.error("--extra-train joins the held-out splits' training folds; it does not go with --test-data")
+    for option, path in (("--test-data", args.test_data), ("--extra-train", args.extra_train)):
+        if path and not (path / "scenarios.csv").is_file():
+            parser.error(f"{option} {path} is not a co-location dataset (no scenarios.csv)")
     data = InterferenceData.load(args.data)
     test = InterferenceData.load(args.test_data) if args.test_data else None
+    extra = InterferenceData.load(args.extra_train) if args.extra_train else None
     table = data.scenarios
     print(f"data: {args.data} ({len(data)} undisturbed scenarios, {table['workload'].nunique()} workloads, "
           f"{table['target'].nunique()} targets, {len(data.metric_names)} window metrics)")
@@ -304,18 +315,22 @@ def main() -> None:
     shared = sum(sharing[sid] for sid in table["scenario_id"])
     print(f"{shared} scenarios of --data with a co-runner thread on the target's cores, {len(table) - shared} "
           f"without (placement {', '.join(placements)})")
+    if extra is not None:
+        print(f"extra training data: {args.extra_train} ({len(extra)} undisturbed scenarios, "
+              f"{extra.scenarios['target'].nunique()} targets, in every training fold less the held-out groups)")
     print("MAE %: mean over scenarios of |predicted - measured| / measured * 100, averaged over folds; "
           "median APE: median over all held-out scenarios of the same ratio")
     everything = []
     for seed in seeds:
         if len(seeds) > 1:
             print(f"\n=== seed {seed} ===", flush=True)
-        everything.extend(evaluate(args, data, seed, sharing, ceiling, test))
+        everything.extend(evaluate(args, data, seed, sharing, ceiling, test, extra))
     if len(seeds) > 1:
         seed_summary(everything)
     if args.json:
         args.json.write_text(json.dumps({"data": str(args.data), "scenarios": len(data), "results": everything,
                                          "test_data": str(args.test_data) if args.test_data else None,
+                                         "extra_train": str(args.extra_train) if args.extra_train else None,
                                          "noise_ceiling": ceiling}, indent=1))
 
 

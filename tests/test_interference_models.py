@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from conftest import PROJECT_ROOT
 
 from hwlat._errors import HwlatError
-from hwlat.interference import (EXTRAS, ColocatedLatency, CrossValidation, FeatureSpec, InterferenceData,
+from hwlat.interference import (EXTRAS, SPLITS, ColocatedLatency, CrossValidation, FeatureSpec, InterferenceData,
                                 InterferenceModel, TransformerInterference, WorkloadSignature, cross_validate,
                                 evaluate_on, mae_percent, make_model, model_kinds, tune)
 from hwlat.interference._features import TARGETS, TIME_SLICE_MS
@@ -194,6 +194,37 @@ def test_a_model_fitted_on_one_recording_is_scored_on_another(synthetic):
     assert result.predictions["pred_slowdown"].to_numpy() == pytest.approx(expected)
     assert result.mae() == pytest.approx(mae_percent(expected, other.scenarios["slowdown"]))
     assert result.mae() < 0.5 * evaluate_on(make_model("none"), synthetic, other).mae()
+
+
+def test_another_recording_joins_every_training_fold_less_the_held_out_groups(synthetic):
+    scenarios, metrics = schema_frames(workloads=4, seed=1)  # workloads cpu-x0..3 also in `synthetic`
+    scenarios["scenario_id"], metrics["scenario_id"] = "b" + scenarios["scenario_id"], "b" + metrics["scenario_id"]
+    scenarios["target"] = scenarios["target"].str.replace("nb201:a", "nb201:b")  # cells `synthetic` lacks
+    other = InterferenceData.from_frames(scenarios, metrics)
+    fitted = []
+
+    class Recording(type(make_model("gb"))):
+        def _fit(self, data, log_targets):
+            fitted.append(data.scenarios[["scenario_id", "workload", "target"]].copy())
+            super()._fit(data, log_targets)
+
+    for split, column in SPLITS.items():
+        fitted.clear()
+        result = cross_validate(Recording(random_state=0), synthetic, split, 3, extra_train=other)
+        assert len(fitted) == 3 and list(result.folds["train_scenarios"]) == [len(t) for t in fitted]
+        assert sorted(result.predictions["scenario_id"]) == sorted(synthetic.scenarios["scenario_id"])
+        for train, (_, fold) in zip(fitted, result.predictions.groupby("fold")):
+            held_out = set(fold[column])
+            extra = train["scenario_id"].str.startswith("b")
+            assert not held_out & set(train[column])
+            assert set(train.loc[~extra, "scenario_id"]) == set(synthetic.scenarios["scenario_id"]) - set(
+                fold["scenario_id"])
+            assert set(train.loc[extra, "scenario_id"]) == set(
+                other.scenarios.loc[~other.scenarios[column].isin(held_out), "scenario_id"])
+        joined = sum(train["scenario_id"].str.startswith("b").sum() for train in fitted)
+        assert joined == (3 * len(other) if split == "target" else 2 * len(other))  # a workload is held out once
+    with pytest.raises(HwlatError, match="different window metrics"):
+        synthetic.concat(InterferenceData(other.scenarios, other.metric_names[:-1], other.windows))
 
 
 def test_transformer_learns_the_interference_signal(synthetic):
@@ -495,6 +526,15 @@ def test_train_evaluate_predict_commands(cli, tmp_path):
     results = json.loads(evaluated.output)["results"]
     assert [r["model"] for r in results] == ["none", "linear"] and all(len(r["fold_mae_slowdown"]) == 3
                                                                        for r in results)
+    second = PROJECT_ROOT / "data" / "interference-cpu-pinned-b"  # another host's recording
+    both = runner.invoke(cli, ["train", "--data", str(DATA), "--data", str(second), "--out", str(tmp_path / "b.npz"),
+                               "--model", "none"])
+    assert both.exit_code == 0, both.output
+    assert f"trained on {len(InterferenceData.load(DATA)) + len(InterferenceData.load(second))} scenarios" in both.output
+    pooled = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--extra-train", str(second), "--model", "none",
+                                 "--split", "target", "--folds", "3", "--json"])
+    assert pooled.exit_code == 0, pooled.output
+    assert json.loads(pooled.output)["extra_train"] == [str(second)]
     failed = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--split", "device"])
     assert failed.exit_code != 0 and "--split must be one of" in str(failed.exception)
     failed = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(tmp_path / "no" / "m.npz")])

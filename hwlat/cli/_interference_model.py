@@ -49,8 +49,16 @@ def _load(data: Path, include_disturbed: bool):
     return loaded
 
 
+def _load_all(datasets: list[Path], include_disturbed: bool):
+    """Every scenario of `datasets` (recordings of several days or hosts), in order."""
+    loaded = _load(datasets[0], include_disturbed)
+    for data in datasets[1:]:
+        loaded = loaded.concat(_load(data, include_disturbed))
+    return loaded
+
+
 def train(
-    data: Path = typer.Option(..., "--data", help=_DATA_HELP),
+    data: list[Path] = typer.Option(..., "--data", help=_DATA_HELP + " Repeatable: trains on every recording."),
     out: Path = typer.Option(..., "--out", help="Model file to write (.npz)."),
     kind: str = typer.Option("transformer", "--model", help="transformer, gb, linear or none."),
     seed: int = typer.Option(0, help="Seed of the model (and of its inner validation splits)."),
@@ -58,13 +66,13 @@ def train(
     base: str = typer.Option("none", help=_BASE_HELP),
     include_disturbed: bool = typer.Option(False, "--include-disturbed", help=_DISTURBED_HELP),
 ) -> None:
-    """Fit an interference model on every scenario of a dataset and save it."""
+    """Fit an interference model on every scenario of one or more datasets and save it."""
     if not out.parent.is_dir():
         raise HwlatError(f"cannot write {out}: directory {out.parent} does not exist")
     model = _model(kind, seed, members, base)
     if base != "none" and "base" not in model.get_params():
         raise HwlatError(f"--base {base} applies to gb and transformer, not to {kind}")
-    loaded = _load(data, include_disturbed)
+    loaded = _load_all(data, include_disturbed)
     with Console(stderr=True).status(f"training {kind} on {len(loaded)} scenarios"):
         model.fit(loaded)
     model.save(out)
@@ -83,6 +91,9 @@ def evaluate(
     members: int = typer.Option(None, help="Ensemble members of the transformer (default 5)."),
     base: str = typer.Option("none", help=_BASE_HELP + " Applies to every --model that takes it."),
     include_disturbed: bool = typer.Option(False, "--include-disturbed", help=_DISTURBED_HELP),
+    extra_train: list[Path] = typer.Option(None, "--extra-train", help="Another recording (repeatable) added to "
+                                           "every training fold, less its scenarios of the held-out workloads or "
+                                           "targets; test folds stay within --data."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """MAE % of predicted slowdowns on held-out workloads (or targets): grouped cross-validation per model."""
@@ -92,13 +103,14 @@ def evaluate(
         raise HwlatError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     models = [_model(k, seed, members, base) for k in (kinds or ["none", "linear", "gb", "transformer"])]
     loaded = _load(data, include_disturbed)
+    extra = _load_all(extra_train, include_disturbed) if extra_train else None
     console = Console(stderr=True)
     results = []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=as_json, disable=as_json) as progress:
         for model in models:
             task = progress.add_task(f"{model.kind}, leave-{split}-out", total=folds)
-            results.append(cross_validate(model, loaded, split, folds, seed,
+            results.append(cross_validate(model, loaded, split, folds, seed, extra_train=extra,
                                           progress=lambda done, total, t=task: progress.update(t, completed=done,
                                                                                                total=total)))
     summaries = [r.summary() for r in results]
@@ -107,7 +119,8 @@ def evaluate(
         summary["improvement_over_gb"] = (None if reference is None or not reference
                                           else 1 - summary["mae_slowdown"] / reference)
     if as_json:
-        typer.echo(json.dumps({"data": str(data), "split": split, "seed": seed, "results": summaries}))
+        typer.echo(json.dumps({"data": str(data), "extra_train": [str(path) for path in extra_train or []],
+                               "split": split, "seed": seed, "results": summaries}))
         return
     table = Table(title=f"Leave-{split}-out, {summaries[0]['folds']} folds, {summaries[0]['scenarios']} scenarios: "
                         "MAE % (mean over folds)")

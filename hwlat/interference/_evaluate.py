@@ -57,13 +57,16 @@ class CrossValidation:
 
 def cross_validate(model: InterferenceModel, data: InterferenceData, split: str = "workload", folds: int = 5,
                    seed: int = 0, progress: Callable[[int, int], None] | None = None,
-                   grid: Sequence[dict] = (), inner_folds: int = 3, tune_params: dict | None = None) -> CrossValidation:
+                   grid: Sequence[dict] = (), inner_folds: int = 3, tune_params: dict | None = None,
+                   extra_train: InterferenceData | None = None) -> CrossValidation:
     """Grouped K-fold: each fold holds out whole workloads (split="workload") or targets (split="target").
 
     A fresh clone of `model` is fitted per fold; a model with `validation_groups` validates internally on the
     same kind of unit, inside the training folds. With a `grid` of settings, each fold first picks the setting
     by `tune` on its training scenarios alone (nested CV; `tune_params` override settings during that search
-    only, e.g. fewer ensemble members). `progress(done, total)` is called after each fold.
+    only, e.g. fewer ensemble members). `extra_train` (another recording, e.g. from another host) joins every
+    training fold, less its scenarios of the fold's held-out workloads or targets; test folds hold `data` only.
+    `progress(done, total)` is called after each fold.
     """
     if split not in SPLITS:
         raise HwlatError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
@@ -76,14 +79,19 @@ def cross_validate(model: InterferenceModel, data: InterferenceData, split: str 
     for fold, (train, test) in enumerate(splitter.split(data.scenarios, groups=groups)):
         estimator = _for_split(model, split)
         start = time.perf_counter()
+        training = data.subset(train)
+        if extra_train is not None:
+            extra_groups = extra_train.scenarios[SPLITS[split]].astype(str).to_numpy()
+            training = training.concat(extra_train.subset(np.flatnonzero(~np.isin(extra_groups, groups[test]))))
         chosen = {}
         if grid:
-            chosen = tune(estimator, data.subset(train), grid, split, inner_folds, seed, tune_params)[1]
+            chosen = tune(estimator, training, grid, split, inner_folds, seed, tune_params)[1]
             estimator.set_params(**chosen)
-        estimator.fit(data.subset(train))
+        estimator.fit(training)
         fit_s = time.perf_counter() - start
         errors, held_out = _scored(estimator, data.subset(test), fold)
-        rows.append({"fold": fold, "test_scenarios": len(test), f"test_{split}s": len(set(groups[test])), **errors,
+        rows.append({"fold": fold, "train_scenarios": len(training), "test_scenarios": len(test),
+                     f"test_{split}s": len(set(groups[test])), **errors,
                      "fit_s": fit_s, **({"chosen": json.dumps(chosen)} if grid else {})})
         predictions.append(held_out)
         if progress is not None:
@@ -99,7 +107,8 @@ def evaluate_on(model: InterferenceModel, train: InterferenceData, test: Interfe
     estimator.fit(train)
     fit_s = time.perf_counter() - start
     errors, predictions = _scored(estimator, test, 0)
-    folds = pd.DataFrame([{"fold": 0, "test_scenarios": len(test), **errors, "fit_s": fit_s}])
+    folds = pd.DataFrame([{"fold": 0, "train_scenarios": len(train), "test_scenarios": len(test), **errors,
+                           "fit_s": fit_s}])
     return CrossValidation(model.kind, "dataset", folds, predictions)
 
 

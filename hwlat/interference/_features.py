@@ -124,6 +124,14 @@ class InterferenceData:
         return InterferenceData(self.scenarios.iloc[rows].reset_index(drop=True), self.metric_names,
                                 tuple(self.windows[i] for i in rows))
 
+    def concat(self, other: InterferenceData) -> InterferenceData:
+        """These scenarios followed by `other`'s, e.g. another recording to train on; the window metrics must match."""
+        if other.metric_names != self.metric_names:
+            raise HwlatError(f"the recordings have different window metrics: "
+                             f"{sorted(set(self.metric_names) ^ set(other.metric_names))}")
+        return InterferenceData(pd.concat([self.scenarios, other.scenarios], ignore_index=True), self.metric_names,
+                                self.windows + other.windows)
+
     def placement(self) -> pd.DataFrame:
         """The "placement" descriptors of each scenario (EXTRAS["placement"], see `_placement`); a scenario without a
         `placement` column is free."""
