@@ -6,6 +6,9 @@ co-runners (ONNX Runtime and PyTorch at 1 and 2 threads) and mixes. The grid is 
 every target and every workload family, so a recording stopped early (`--passes`) still supports leave-workload-out
 and leave-target-out. `--denser` records instead 7 other cells (ONNX Runtime, 1 thread), at the quantiles halfway
 between the grid's, beside every workload, as a dataset of their own (pinned: data/interference-cpu-pinned-b).
+`--knife-edge` records 6 other cells as PyTorch 1-thread targets, chosen by their data/nb201-cpu PyTorch latency
+(`KNIFE_EDGE_MS`) to take about half a scheduler slice on the recreated, ~1.8x faster VM, where the median slowdown
+beside a CPU-bound co-runner on the target's core flips (pinned: data/interference-cpu-pinned-c).
 Recording runs in chunks of at most `--chunk` seconds, each under
 `flock /tmp/hwlat-bench.lock` (released between chunks), resuming every time. `--placement pinned` records with
 fixed CPU affinities and passively waiting runtime threads (see `hwlat interference record --help`).
@@ -14,6 +17,7 @@ Prints the figures quoted in BENCHMARKS.md: scenarios, disturbed, recording time
     python benchmarks/interference_collect.py                        # full dataset -> data/interference-cpu
     python benchmarks/interference_collect.py --placement pinned     # -> data/interference-cpu-pinned
     python benchmarks/interference_collect.py --placement pinned --denser   # 7 other cells -> ...-pinned-b
+    python benchmarks/interference_collect.py --placement pinned --knife-edge   # 6 cells -> ...-pinned-c
     python benchmarks/interference_collect.py --pilot                # 20 scenarios -> /tmp/hwlat-interference-pilot
 """
 
@@ -36,6 +40,8 @@ LOCK = "/tmp/hwlat-bench.lock"
 QUANTILES = (0.02, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
 #: the `--denser` cells: halfway between consecutive QUANTILES
 DENSER_QUANTILES = tuple(round((low + high) / 2, 4) for low, high in zip(QUANTILES, QUANTILES[1:]))
+#: the `--knife-edge` cells: PyTorch 1-thread latencies in data/nb201-cpu (old CPU, ms) they are nearest to
+KNIFE_EDGE_MS = (2.6, 3.0, 3.3, 3.6, 4.0, 4.4)
 RETEST_NOTE = """
 ## Re-recordings: `retest.csv` (noise ceiling)
 The pinned pilot of `data/interference-cpu/retest.csv` (runs `pinned-a` and `pinned-b`: the same target, workload,
@@ -79,6 +85,23 @@ def denser_pass() -> tuple[list[str], list[str], list[float]]:
     """The `--denser` pass: the DENSER_QUANTILES cells (ONNX Runtime, 1 thread) beside every workload of the grid."""
     first, second, rest, _ = plan(pilot=False)
     return [f"nb201:{c}@ort-t1" for c in nb201_targets(DENSER_QUANTILES)], first[1] + second[1] + rest[1], [1.0]
+
+
+def knife_edge_pass(exclude: set[str]) -> tuple[list[str], list[str], list[float]]:
+    """The `--knife-edge` pass: per KNIFE_EDGE_MS the cell (not in `exclude`) with the nearest PyTorch 1-thread latency
+    in data/nb201-cpu, as a PyTorch 1-thread target, beside every workload of the grid."""
+    measured = pd.read_csv(ROOT / "data/nb201-cpu/measurements.csv", keep_default_na=False)
+    torch = measured[(measured["platform"] == "torch/t1/b1") & (measured["tag"] == "")].set_index("arch")["median_ms"]
+    torch = torch.drop([cell for cell in exclude if cell in torch.index])
+    cells = [str((torch - ms).abs().idxmin()) for ms in KNIFE_EDGE_MS]
+    _, workloads, _ = denser_pass()
+    return [f"nb201:{c}@torch-t1" for c in cells], workloads, [1.0]
+
+
+def recorded_cells() -> set[str]:
+    """NB201 cells of the shipped pinned datasets."""
+    return {target.split(":", 1)[1] for path in sorted(ROOT.glob("data/interference-cpu-pinned*/scenarios.csv"))
+            for target in pd.read_csv(path)["target"]}
 
 
 def copy_retest(scenarios: pd.DataFrame, out: Path) -> int:
@@ -140,20 +163,24 @@ def main() -> None:
     parser.add_argument("--phase", type=float, default=2.0)
     parser.add_argument("--placement", choices=("free", "pinned"), default="free")
     parser.add_argument("--passes", type=int, default=None, help="record only the first N passes of the grid")
-    parser.add_argument("--denser", action="store_true",
-                        help="record 7 other cells (halfway between the grid's) beside every workload instead")
+    extra = parser.add_mutually_exclusive_group()
+    extra.add_argument("--denser", action="store_true",
+                       help="record 7 other cells (halfway between the grid's) beside every workload instead")
+    extra.add_argument("--knife-edge", action="store_true",
+                       help="record 6 other cells as PyTorch 1-thread targets of about half a slice on this VM instead")
     args = parser.parse_args()
     if args.chunk < 60:
         parser.error("--chunk must be at least 60 seconds")
     pinned = args.placement == "pinned"
-    suffix = ("-pinned" if pinned else "") + ("-b" if args.denser else "")
+    suffix = ("-pinned" if pinned else "") + ("-b" if args.denser else "-c" if args.knife_edge else "")
     out = args.out or (Path("/tmp/hwlat-interference-pilot") if args.pilot else ROOT / f"data/interference-cpu{suffix}")
     args.db = args.db or Path(f"/tmp/hwlat-interference{suffix}") / "colocation.sqlite"
     args.db.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     chunks, commands, totals = 0, {}, {"recorded": 0, "disturbed": 0, "failed": 0}
-    grid = [] if args.denser else plan(args.pilot)[:args.passes]
-    pending = dict(enumerate([denser_pass()] if args.denser else grid))
+    other = [denser_pass()] if args.denser else [knife_edge_pass(recorded_cells())] if args.knife_edge else []
+    grid = [] if other else plan(args.pilot)[:args.passes]
+    pending = dict(enumerate(other or grid))
     while pending:
         if chunks:
             time.sleep(20)  # leave the lock to the other benchmarks for a moment
@@ -168,7 +195,8 @@ def main() -> None:
                 del pending[number]
     elapsed = time.monotonic() - started
     options = (" --pilot" if args.pilot else "") + (" --placement pinned" if pinned else "") + \
-        (f" --passes {args.passes}" if args.passes else "") + (" --denser" if args.denser else "")
+        (f" --passes {args.passes}" if args.passes else "") + (" --denser" if args.denser else "") + \
+        (" --knife-edge" if args.knife_edge else "")
     notes = "## Recording command\n`python benchmarks/interference_collect.py" + options + \
         "` runs, in lock holds (rerun until nothing remains):\n\n" + "\n".join(
             "```\n" + shlex.join(commands[n]).replace(sys.executable, "python") + "\n```" for n in sorted(commands)) + \
@@ -183,10 +211,15 @@ def main() -> None:
         notes += (f"\nThe `--denser` pass: {len(DENSER_QUANTILES)} cells at the quantiles "
                   f"{', '.join(map(str, DENSER_QUANTILES))} of data/nb201-cpu's ONNX Runtime latency (halfway between "
                   "the grid's), each beside every workload of the grid.\n")
+    elif args.knife_edge:
+        notes += (f"\nThe `--knife-edge` pass: {len(KNIFE_EDGE_MS)} cells not in the other pinned datasets, each the "
+                  f"one whose PyTorch 1-thread latency in data/nb201-cpu is nearest to "
+                  f"{', '.join(map(str, KNIFE_EDGE_MS))} ms, as PyTorch 1-thread targets beside every workload of the "
+                  "grid; on the recreated VM they take about half a scheduler slice (see `isolated_median_ms`).\n")
     elif len(grid) < passes:
         notes += (f"\nOnly the first {len(grid)} of the grid's {passes} passes were recorded (`--passes`); the "
                   "passes are listed in `plan` of benchmarks/interference_collect.py.\n")
-    if pinned and not args.denser:
+    if pinned and not other:
         notes += RETEST_NOTE
     notes_file = args.db.parent / "notes.md"
     notes_file.write_text(notes)
@@ -197,7 +230,7 @@ def main() -> None:
     from hwlat.profilers import load_colocation_dataset
 
     scenarios, metrics = load_colocation_dataset(out)
-    if pinned and not args.denser:
+    if pinned and not other:
         print(f"pinned re-recordings of this dataset's scenarios copied to {out / 'retest.csv'}: "
               f"{copy_retest(scenarios, out)} rows")
     jitter_ms = (metrics["t_s"] - (metrics["step"] + 1) * scenarios["interval_s"].iloc[0]).to_numpy() * 1e3
@@ -215,6 +248,9 @@ def main() -> None:
     per_family = clean.groupby("workload_family")[["slowdown", "slowdown_p90"]].agg(["count", "median", "max"])
     print("slowdown (co-located median / isolated median) and slowdown_p90 per workload family, undisturbed:")
     print(per_family.round(3).to_string())
+    per_target = clean.groupby(["target", "target_runtime", "target_threads"])["isolated_median_ms"].median()
+    print("isolated median per target configuration, ms (undisturbed):",
+          sorted(round(float(ms), 3) for ms in per_target.to_numpy()))
     by_target = clean.groupby(["target_runtime", "target_threads"])[["slowdown", "slowdown_p90"]].median()
     print("by target runtime and threads, undisturbed: median slowdown / slowdown_p90",
           {f"{r}-t{t}": (round(a, 3), round(b, 3)) for (r, t), (a, b) in by_target.iterrows()})

@@ -29,8 +29,8 @@ in separate invocations (`--json` each), and `--summarize a.json,b.json,...` pri
 without training.
 Another recording: `--test-data DIR` adds the split "dataset": each model is fitted on every scenario of `--data` and
 scored on every scenario of DIR (e.g. recorded on another day or machine); `--splits dataset` runs it alone.
-`--extra-train DIR` adds another recording to every training fold of the held-out splits, less its scenarios of the
-fold's held-out workloads or targets; the test folds stay within `--data`.
+`--extra-train DIR` (repeatable) adds another recording to every training fold of the held-out splits, less its
+scenarios of the fold's held-out workloads or targets; the test folds stay within `--data`.
 Noise ceiling: when the data directory holds `retest.csv` (benchmarks/interference_retest.py), two rows give the
 error of predicting each re-recorded scenario by its second recording ("noise: retest") and that / sqrt 2, the
 expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal");
@@ -263,8 +263,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write every figure to this JSON file.")
     parser.add_argument("--test-data", type=Path, help="Another dataset: adds the split 'dataset' (fit on --data, "
                         "score on this).")
-    parser.add_argument("--extra-train", type=Path, help="Another dataset added to every training fold (less its "
-                        "scenarios of the held-out workloads or targets); test folds stay within --data.")
+    parser.add_argument("--extra-train", type=Path, action="append", help="Another dataset added to every training "
+                        "fold (less its scenarios of the held-out workloads or targets; repeatable); test folds stay "
+                        "within --data.")
     parser.add_argument("--summarize", help="Comma-separated JSON files of earlier runs (--json): print the summary "
                         "over their seeds, train nothing.")
     args = parser.parse_args()
@@ -293,12 +294,14 @@ def main() -> None:
         parser.error("the split 'dataset' needs --test-data")
     if args.test_data and args.extra_train:
         parser.error("--extra-train joins the held-out splits' training folds; it does not go with --test-data")
-    for option, path in (("--test-data", args.test_data), ("--extra-train", args.extra_train)):
+    for option, path in [("--test-data", args.test_data), *(("--extra-train", p) for p in args.extra_train or [])]:
         if path and not (path / "scenarios.csv").is_file():
             parser.error(f"{option} {path} is not a co-location dataset (no scenarios.csv)")
     data = InterferenceData.load(args.data)
     test = InterferenceData.load(args.test_data) if args.test_data else None
-    extra = InterferenceData.load(args.extra_train) if args.extra_train else None
+    extra = None
+    for path in args.extra_train or []:
+        extra = InterferenceData.load(path) if extra is None else extra.concat(InterferenceData.load(path))
     table = data.scenarios
     print(f"data: {args.data} ({len(data)} undisturbed scenarios, {table['workload'].nunique()} workloads, "
           f"{table['target'].nunique()} targets, {len(data.metric_names)} window metrics)")
@@ -316,7 +319,7 @@ def main() -> None:
     print(f"{shared} scenarios of --data with a co-runner thread on the target's cores, {len(table) - shared} "
           f"without (placement {', '.join(placements)})")
     if extra is not None:
-        print(f"extra training data: {args.extra_train} ({len(extra)} undisturbed scenarios, "
+        print(f"extra training data: {', '.join(map(str, args.extra_train))} ({len(extra)} undisturbed scenarios, "
               f"{extra.scenarios['target'].nunique()} targets, in every training fold less the held-out groups)")
     print("MAE %: mean over scenarios of |predicted - measured| / measured * 100, averaged over folds; "
           "median APE: median over all held-out scenarios of the same ratio")
@@ -330,7 +333,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"data": str(args.data), "scenarios": len(data), "results": everything,
                                          "test_data": str(args.test_data) if args.test_data else None,
-                                         "extra_train": str(args.extra_train) if args.extra_train else None,
+                                         "extra_train": ",".join(map(str, args.extra_train or [])) or None,
                                          "noise_ceiling": ceiling}, indent=1))
 
 

@@ -530,7 +530,8 @@ def test_train_evaluate_predict_commands(cli, tmp_path):
     both = runner.invoke(cli, ["train", "--data", str(DATA), "--data", str(second), "--out", str(tmp_path / "b.npz"),
                                "--model", "none"])
     assert both.exit_code == 0, both.output
-    assert f"trained on {len(InterferenceData.load(DATA)) + len(InterferenceData.load(second))} scenarios" in both.output
+    scenarios = len(InterferenceData.load(DATA)) + len(InterferenceData.load(second))
+    assert f"trained on {scenarios} scenarios" in both.output
     pooled = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--extra-train", str(second), "--model", "none",
                                  "--split", "target", "--folds", "3", "--json"])
     assert pooled.exit_code == 0, pooled.output
