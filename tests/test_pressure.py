@@ -93,7 +93,8 @@ def test_join_takes_the_median_of_repeats_and_leaves_unmeasured_workloads_nan():
     assert len(joined) == 3 and list(joined["workload"]) == list(scenarios["workload"])
 
 
-@pytest.mark.parametrize("dataset", [PINNED, PINNED.with_name("interference-cpu-pinned-b")], ids=lambda p: p.name)
+@pytest.mark.parametrize("dataset", [PINNED, *(PINNED.with_name(f"interference-cpu-pinned-{s}") for s in "bc")],
+                         ids=lambda p: p.name)
 def test_the_pinned_datasets_ship_their_pressure(dataset):
     scenarios, _ = load_colocation_dataset(dataset)
     table = load_pressure(dataset)
