@@ -532,10 +532,13 @@ def test_train_evaluate_predict_commands(cli, tmp_path):
     assert both.exit_code == 0, both.output
     scenarios = len(InterferenceData.load(DATA)) + len(InterferenceData.load(second))
     assert f"trained on {scenarios} scenarios" in both.output
-    pooled = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--extra-train", str(second), "--model", "none",
+    pooled = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--extra-train", str(second), "--model", "linear",
                                  "--split", "target", "--folds", "3", "--json"])
     assert pooled.exit_code == 0, pooled.output
     assert json.loads(pooled.output)["extra_train"] == [str(second)]
+    pooled_linear = json.loads(pooled.output)["results"][0]  # same folds, more training data: another fit
+    assert pooled_linear["scenarios"] == results[1]["scenarios"]
+    assert pooled_linear["mae_slowdown"] != pytest.approx(results[1]["mae_slowdown"])
     failed = runner.invoke(cli, ["evaluate", "--data", str(DATA), "--split", "device"])
     assert failed.exit_code != 0 and "--split must be one of" in str(failed.exception)
     failed = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(tmp_path / "no" / "m.npz")])
