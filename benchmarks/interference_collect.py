@@ -9,6 +9,8 @@ between the grid's, beside every workload, as a dataset of their own (pinned: da
 `--knife-edge` records 6 other cells as PyTorch 1-thread targets, chosen by their data/nb201-cpu PyTorch latency
 (`KNIFE_EDGE_MS`) to take about half a scheduler slice on the recreated, ~1.8x faster VM, where the median slowdown
 beside a CPU-bound co-runner on the target's core flips (pinned: data/interference-cpu-pinned-c).
+`--knife-edge-ort` does the same with 6 ONNX Runtime 1-thread cells (`KNIFE_EDGE_ORT_MS`, the slowest of
+data/nb201-cpu), which take 0.34-0.46 of a slice there, just below the flip (pinned: data/interference-cpu-pinned-d).
 Recording runs in chunks of at most `--chunk` seconds, each under
 `flock /tmp/hwlat-bench.lock` (released between chunks), resuming every time. `--placement pinned` records with
 fixed CPU affinities and passively waiting runtime threads (see `hwlat interference record --help`).
@@ -18,6 +20,7 @@ Prints the figures quoted in BENCHMARKS.md: scenarios, disturbed, recording time
     python benchmarks/interference_collect.py --placement pinned     # -> data/interference-cpu-pinned
     python benchmarks/interference_collect.py --placement pinned --denser   # 7 other cells -> ...-pinned-b
     python benchmarks/interference_collect.py --placement pinned --knife-edge   # 6 cells -> ...-pinned-c
+    python benchmarks/interference_collect.py --placement pinned --knife-edge-ort   # 6 cells -> ...-pinned-d
     python benchmarks/interference_collect.py --pilot                # 20 scenarios -> /tmp/hwlat-interference-pilot
 """
 
@@ -42,6 +45,12 @@ QUANTILES = (0.02, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)
 DENSER_QUANTILES = tuple(round((low + high) / 2, 4) for low, high in zip(QUANTILES, QUANTILES[1:]))
 #: the `--knife-edge` cells: PyTorch 1-thread latencies in data/nb201-cpu (old CPU, ms) they are nearest to
 KNIFE_EDGE_MS = (2.6, 3.0, 3.3, 3.6, 4.0, 4.4)
+#: the `--knife-edge-ort` cells: ONNX Runtime 1-thread latencies in data/nb201-cpu (old CPU, ms; its slowest cell
+#: takes 3.36 ms) they are nearest to
+KNIFE_EDGE_ORT_MS = (2.5, 2.7, 2.9, 3.05, 3.2, 3.36)
+#: runtime -> (data/nb201-cpu platform, target suffix, latencies of the knife-edge cells)
+_KNIFE_EDGE = {"torch": ("torch/t1/b1", "torch-t1", KNIFE_EDGE_MS),
+               "onnxruntime": ("onnxruntime/t1/b1", "ort-t1", KNIFE_EDGE_ORT_MS)}
 RETEST_NOTE = """
 ## Re-recordings: `retest.csv` (noise ceiling)
 The pinned pilot of `data/interference-cpu/retest.csv` (runs `pinned-a` and `pinned-b`: the same target, workload,
@@ -87,15 +96,19 @@ def denser_pass() -> tuple[list[str], list[str], list[float]]:
     return [f"nb201:{c}@ort-t1" for c in nb201_targets(DENSER_QUANTILES)], first[1] + second[1] + rest[1], [1.0]
 
 
-def knife_edge_pass(exclude: set[str]) -> tuple[list[str], list[str], list[float]]:
-    """The `--knife-edge` pass: per KNIFE_EDGE_MS the cell (not in `exclude`) with the nearest PyTorch 1-thread latency
-    in data/nb201-cpu, as a PyTorch 1-thread target, beside every workload of the grid."""
+def knife_edge_pass(exclude: set[str], runtime: str = "torch") -> tuple[list[str], list[str], list[float]]:
+    """The `--knife-edge` (`--knife-edge-ort`) pass: per KNIFE_EDGE_MS (KNIFE_EDGE_ORT_MS) the cell, not in `exclude`
+    nor chosen already, with the nearest 1-thread latency of `runtime` in data/nb201-cpu, as a 1-thread target of
+    that runtime, beside every workload of the grid."""
+    platform, suffix, latencies = _KNIFE_EDGE[runtime]
     measured = pd.read_csv(ROOT / "data/nb201-cpu/measurements.csv", keep_default_na=False)
-    torch = measured[(measured["platform"] == "torch/t1/b1") & (measured["tag"] == "")].set_index("arch")["median_ms"]
-    torch = torch.drop([cell for cell in exclude if cell in torch.index])
-    cells = [str((torch - ms).abs().idxmin()) for ms in KNIFE_EDGE_MS]
+    latency = measured[(measured["platform"] == platform) & (measured["tag"] == "")].set_index("arch")["median_ms"]
+    cells: list[str] = []
+    for ms in latencies:
+        left = latency.drop([cell for cell in (*exclude, *cells) if cell in latency.index])
+        cells.append(str((left - ms).abs().idxmin()))
     _, workloads, _ = denser_pass()
-    return [f"nb201:{c}@torch-t1" for c in cells], workloads, [1.0]
+    return [f"nb201:{c}@{suffix}" for c in cells], workloads, [1.0]
 
 
 def recorded_cells() -> set[str]:
@@ -168,17 +181,21 @@ def main() -> None:
                        help="record 7 other cells (halfway between the grid's) beside every workload instead")
     extra.add_argument("--knife-edge", action="store_true",
                        help="record 6 other cells as PyTorch 1-thread targets of about half a slice on this VM instead")
+    extra.add_argument("--knife-edge-ort", action="store_true",
+                       help="record 6 other cells as ONNX Runtime 1-thread targets of just under half a slice instead")
     args = parser.parse_args()
     if args.chunk < 60:
         parser.error("--chunk must be at least 60 seconds")
     pinned = args.placement == "pinned"
-    suffix = ("-pinned" if pinned else "") + ("-b" if args.denser else "-c" if args.knife_edge else "")
+    suffix = ("-pinned" if pinned else "") + ("-b" if args.denser else "-c" if args.knife_edge
+                                              else "-d" if args.knife_edge_ort else "")
     out = args.out or (Path("/tmp/hwlat-interference-pilot") if args.pilot else ROOT / f"data/interference-cpu{suffix}")
     args.db = args.db or Path(f"/tmp/hwlat-interference{suffix}") / "colocation.sqlite"
     args.db.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     chunks, commands, totals = 0, {}, {"recorded": 0, "disturbed": 0, "failed": 0}
-    other = [denser_pass()] if args.denser else [knife_edge_pass(recorded_cells())] if args.knife_edge else []
+    other = ([denser_pass()] if args.denser else [knife_edge_pass(recorded_cells())] if args.knife_edge
+             else [knife_edge_pass(recorded_cells(), "onnxruntime")] if args.knife_edge_ort else [])
     grid = [] if other else plan(args.pilot)[:args.passes]
     pending = dict(enumerate(other or grid))
     while pending:
@@ -196,7 +213,7 @@ def main() -> None:
     elapsed = time.monotonic() - started
     options = (" --pilot" if args.pilot else "") + (" --placement pinned" if pinned else "") + \
         (f" --passes {args.passes}" if args.passes else "") + (" --denser" if args.denser else "") + \
-        (" --knife-edge" if args.knife_edge else "")
+        (" --knife-edge" if args.knife_edge else "") + (" --knife-edge-ort" if args.knife_edge_ort else "")
     notes = "## Recording command\n`python benchmarks/interference_collect.py" + options + \
         "` runs, in lock holds (rerun until nothing remains):\n\n" + "\n".join(
             "```\n" + shlex.join(commands[n]).replace(sys.executable, "python") + "\n```" for n in sorted(commands)) + \
@@ -216,6 +233,12 @@ def main() -> None:
                   f"one whose PyTorch 1-thread latency in data/nb201-cpu is nearest to "
                   f"{', '.join(map(str, KNIFE_EDGE_MS))} ms, as PyTorch 1-thread targets beside every workload of the "
                   "grid; on the recreated VM they take about half a scheduler slice (see `isolated_median_ms`).\n")
+    elif args.knife_edge_ort:
+        notes += (f"\nThe `--knife-edge-ort` pass: {len(KNIFE_EDGE_ORT_MS)} cells not in the other pinned datasets, "
+                  f"each the one whose ONNX Runtime 1-thread latency in data/nb201-cpu is nearest to "
+                  f"{', '.join(map(str, KNIFE_EDGE_ORT_MS))} ms, as ONNX Runtime 1-thread targets beside every "
+                  "workload of the grid; on the recreated VM they take just under half a scheduler slice (see "
+                  "`isolated_median_ms`).\n")
     elif len(grid) < passes:
         notes += (f"\nOnly the first {len(grid)} of the grid's {passes} passes were recorded (`--passes`); the "
                   "passes are listed in `plan` of benchmarks/interference_collect.py.\n")

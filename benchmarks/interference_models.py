@@ -19,7 +19,8 @@ preempted by CPU-bound co-runners on its core); `slice` is that mixture alone (n
 `gb-over-slice`, `gb-l1-over-slice` boost the correction to it (`base="slice"`); `tf-over-slice`, `tf-l1-over-slice`
 are the transformer learning that correction (relative / L1 loss, load+threads+slice); `gb-l1-slice-press`,
 `gb-l1-over-slice-press`, `tf-slice-press`, `tf-over-slice-press` add the workloads' measured pressure (EXTRAS
-"pressure", from the dataset's pressure.csv written by `hwlat interference pressure`). Each split also prints the MAE %
+"pressure", from the dataset's pressure.csv written by `hwlat interference pressure`); `gb-l1-over-slice-refill`,
+`tf-slice-refill`, `tf-over-slice-refill` add the refill probe (EXTRAS "refill"). Each split also prints the MAE %
 of the scenarios with and without a co-runner thread on the target's cores (pinned datasets: where `pinned_cpus` puts
 them), and whether each model meets the goals.
 Several fold assignments: `--seeds 0,1,2` runs every model with each seed (the seed also seeds the models) and ends
@@ -27,6 +28,8 @@ with a summary per split and model: the MAE % of the median slowdown per seed an
 improvement over gb, and whether the model is >= 28 % better than gb on every seed of both splits. The seeds can run
 in separate invocations (`--json` each), and `--summarize a.json,b.json,...` prints the same summary from their files
 without training.
+Several recordings of one machine: `--data` repeated cross-validates on their union (groups are still workloads or
+targets; the noise ceiling pools their retest files).
 Another recording: `--test-data DIR` adds the split "dataset": each model is fitted on every scenario of `--data` and
 scored on every scenario of DIR (e.g. recorded on another day or machine); `--splits dataset` runs it alone.
 `--extra-train DIR` (repeatable) adds another recording to every training fold of the held-out splits, less its
@@ -35,8 +38,8 @@ Noise ceiling: when the data directory holds `retest.csv` (benchmarks/interferen
 error of predicting each re-recorded scenario by its second recording ("noise: retest") and that / sqrt 2, the
 expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal");
 only re-recordings with the dataset's placement and phase length count.
-Usage: python benchmarks/interference_models.py [--data data/interference-cpu] [--folds 5] [--seed 0 | --seeds 0,1,2]
-       [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
+Usage: python benchmarks/interference_models.py [--data data/interference-cpu ...] [--folds 5]
+       [--seed 0 | --seeds 0,1,2] [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
        [--test-data DIR | --extra-train DIR]
        python benchmarks/interference_models.py --summarize s0.json,s1.json,s2.json
 """
@@ -97,6 +100,12 @@ VARIANTS = {
                                       "base": "slice"}, []),
     "tf-slice-press": ("transformer", {"extras": ("load", "threads", "slice", "pressure")}, []),
     "tf-over-slice-press": ("transformer", {"extras": ("load", "threads", "slice", "pressure"), "base": "slice"}, []),
+    # and the refill the co-runners cost the target once per slice (EXTRAS "refill"; pressure.csv with refill)
+    "gb-l1-over-slice-refill": ("gb", {"loss": "absolute_error", "extras": ("load", "slice", "pressure", "refill"),
+                                       "base": "slice"}, []),
+    "tf-slice-refill": ("transformer", {"extras": ("load", "threads", "slice", "pressure", "refill")}, []),
+    "tf-over-slice-refill": ("transformer", {"extras": ("load", "threads", "slice", "pressure", "refill"),
+                                             "base": "slice"}, []),
 }
 #: re-recordings of a sample of the dataset's scenarios (benchmarks/interference_retest.py)
 RETEST = "retest.csv"
@@ -122,24 +131,36 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def noise_ceiling(data_dir: Path) -> dict | None:
-    """Test-retest errors of the slowdowns: scenarios recorded again with the dataset's phase length, scored like a
-    model that predicts the second measurement (|retest - original| / original); None without a retest file."""
-    path = data_dir / RETEST
-    if not path.exists():
+def noise_ceiling(data_dirs: list[Path]) -> dict | None:
+    """Test-retest errors of the slowdowns: scenarios recorded again with their dataset's placement and phase length,
+    scored like a model that predicts the second measurement (|retest - original| / original), pooled over the
+    datasets that have a retest file; None when none has."""
+    errors = []
+    for data_dir in data_dirs:
+        path = data_dir / RETEST
+        if not path.exists():
+            continue
+        retest = pd.read_csv(path)
+        original = pd.read_csv(data_dir / "scenarios.csv").set_index("scenario_id")
+        placement = original["placement"].iloc[0] if "placement" in original.columns else "free"
+        same = retest["placement"] == placement if "placement" in retest.columns else placement == "free"
+        retest = retest[same & (retest["phase_s"] == original["phase_s"].iloc[0])]
+        measured = original.loc[retest["scenario_id"]]
+        errors.append(pd.DataFrame({t: np.abs(retest[t].to_numpy() / measured[t].to_numpy() - 1) * 100
+                                    for t in ("slowdown", "slowdown_p90", "slowdown_p99")}))
+    errors = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame()
+    if errors.empty:
         return None
-    retest = pd.read_csv(path)
-    original = pd.read_csv(data_dir / "scenarios.csv").set_index("scenario_id")
-    placement = original["placement"].iloc[0] if "placement" in original.columns else "free"
-    same = retest["placement"] == placement if "placement" in retest.columns else placement == "free"
-    retest = retest[same & (retest["phase_s"] == original["phase_s"].iloc[0])]
-    if retest.empty:
-        return None
-    measured = original.loc[retest["scenario_id"]]
-    errors = {t: np.abs(retest[t].to_numpy() / measured[t].to_numpy() - 1) * 100
-              for t in ("slowdown", "slowdown_p90", "slowdown_p99")}
-    return {"n": len(retest), **{f"mae_{t}": float(e.mean()) for t, e in errors.items()},
-            "median_ape_slowdown": float(np.median(errors["slowdown"]))}
+    return {"n": len(errors), **{f"mae_{t}": float(errors[t].mean()) for t in errors.columns},
+            "median_ape_slowdown": float(errors["slowdown"].median())}
+
+
+def load_all(paths: list[Path]) -> InterferenceData:
+    """The undisturbed scenarios of every dataset in `paths`, in order, as one."""
+    data = InterferenceData.load(paths[0])
+    for path in paths[1:]:
+        data = data.concat(InterferenceData.load(path))
+    return data
 
 
 #: the issue's goal: at least this much lower MAE than gradient boosting
@@ -171,7 +192,8 @@ def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharin
                   f"{' (incl. nested tuning)' if grid else ''}", flush=True)
         gb = results.get("gb", {}).get("mae_slowdown")
         none = results.get("none", {}).get("mae_slowdown")
-        print(f"\ntrained on {args.data}, tested on {args.test_data} (seed {seed})" if split == "dataset"
+        trained_on = ", ".join(map(str, args.data))
+        print(f"\ntrained on {trained_on}, tested on {args.test_data} (seed {seed})" if split == "dataset"
               else f"\nleave-{split}-out ({args.folds} folds, seed {seed})")
         print("MAE % (slowdown, pooled) by co-runner on the target's cores: " + "; ".join(
             f"{label} shared {_fmt(s['mae_slowdown_shared'])} / alone {_fmt(s['mae_slowdown_alone'])}"
@@ -252,7 +274,8 @@ def seed_summary(records: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "interference-cpu")
+    parser.add_argument("--data", type=Path, action="append", help="The dataset (default data/interference-cpu); "
+                        "repeated: the union of the recordings (one machine's, e.g. several recording sessions).")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", help="Comma-separated seeds (overrides --seed); ends with a summary over them.")
@@ -284,6 +307,7 @@ def main() -> None:
         print(f"data: {runs[0]['data']} ({runs[0]['scenarios']} scenarios); from {', '.join(map(str, files))}")
         seed_summary(records)
         return
+    args.data = args.data or [ROOT / "data" / "interference-cpu"]
     unknown = [label for label in args.models.split(",") if label not in VARIANTS]
     if unknown:
         parser.error(f"unknown models {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
@@ -294,17 +318,17 @@ def main() -> None:
         parser.error("the split 'dataset' needs --test-data")
     if args.test_data and args.extra_train:
         parser.error("--extra-train joins the held-out splits' training folds; it does not go with --test-data")
-    for option, path in [("--test-data", args.test_data), *(("--extra-train", p) for p in args.extra_train or [])]:
+    for option, path in [*(("--data", p) for p in args.data), ("--test-data", args.test_data),
+                         *(("--extra-train", p) for p in args.extra_train or [])]:
         if path and not (path / "scenarios.csv").is_file():
             parser.error(f"{option} {path} is not a co-location dataset (no scenarios.csv)")
-    data = InterferenceData.load(args.data)
+    data = load_all(args.data)
     test = InterferenceData.load(args.test_data) if args.test_data else None
-    extra = None
-    for path in args.extra_train or []:
-        extra = InterferenceData.load(path) if extra is None else extra.concat(InterferenceData.load(path))
+    extra = load_all(args.extra_train) if args.extra_train else None
     table = data.scenarios
-    print(f"data: {args.data} ({len(data)} undisturbed scenarios, {table['workload'].nunique()} workloads, "
-          f"{table['target'].nunique()} targets, {len(data.metric_names)} window metrics)")
+    print(f"data: {', '.join(map(str, args.data))} ({len(data)} undisturbed scenarios, "
+          f"{table['workload'].nunique()} workloads, {table['target'].nunique()} targets, "
+          f"{len(data.metric_names)} window metrics)")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch threads {args.threads}; folds {args.folds}, seed{'s' if len(seeds) > 1 else ''} "
           f"{', '.join(map(str, seeds))}, transformer members {args.members}")
@@ -331,7 +355,8 @@ def main() -> None:
     if len(seeds) > 1:
         seed_summary(everything)
     if args.json:
-        args.json.write_text(json.dumps({"data": str(args.data), "scenarios": len(data), "results": everything,
+        args.json.write_text(json.dumps({"data": ",".join(map(str, args.data)), "scenarios": len(data),
+                                         "results": everything,
                                          "test_data": str(args.test_data) if args.test_data else None,
                                          "extra_train": ",".join(map(str, args.extra_train or [])) or None,
                                          "noise_ceiling": ceiling}, indent=1))

@@ -18,8 +18,14 @@ same `scenario_id`), and the script prints:
   the two runs says whether a controlled placement makes slowdowns repeatable. Pinned slowdowns are a different
   quantity from the dataset's free ones, so they are compared with each other only.
 
+- `--again` (any dataset, `--data DIR`): every undisturbed scenario recorded once more with the dataset's own
+  placement, phase and interval (run "again", one lock hold), reported overall and by kind of scenario: a CPU-bound
+  co-runner on the target's core with the target near half a slice ("knife edge": isolated / slice in 0.3-0.7,
+  where the median flips between ~1x and ~3x), other scenarios with a co-runner on the target's core, and the rest.
+
     python benchmarks/interference_retest.py                       # record what is missing, then report
     python benchmarks/interference_retest.py --report-only         # report from data/interference-cpu/retest.csv
+    python benchmarks/interference_retest.py --data data/interference-cpu-pinned-c --again   # the whole dataset again
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ RUNTIMES = {"onnxruntime": "ort", "torch": "torch"}
 SLOWDOWNS = ("slowdown", "slowdown_p90", "slowdown_p99")
 #: seconds of phase that the truncated slowdowns use (the dataset's phase length)
 SHORT_S = 2.0
+#: the knife edge: a co-runner thread on the target's core and isolated / slice in this range
+KNIFE_EDGE = (0.3, 0.7)
 #: a slowdown this large is a collapse (2-thread PyTorch beside busy co-runners), reported apart from the rest
 COLLAPSE = 10.0
 
@@ -214,9 +222,46 @@ def pinned_report(retest: pd.DataFrame, original: pd.DataFrame) -> dict:
     return figures
 
 
-def within_phase(originals: pd.DataFrame) -> None:
+def again_report(retest: pd.DataFrame, data_dir: Path) -> dict:
+    """Test-retest of a whole dataset recorded again (run "again"): MAE % of the retest relative to the original,
+    overall and by kind of scenario (knife edge, other shared core, not shared)."""
+    from hwlat.interference import InterferenceData
+
+    data = InterferenceData.load(data_dir)
+    slices = data.time_slice()
+    kind = pd.Series(np.where(slices["slice_competitors"] <= 0.5, "not shared",
+                              np.where(slices["slice_ratio"].between(*KNIFE_EDGE), "knife edge", "other shared")),
+                     index=data.scenarios["scenario_id"])
+    again = retest[retest["run"] == "again"].set_index("scenario_id")
+    original = data.scenarios.set_index("scenario_id").loc[again.index.intersection(kind.index)]
+    again = again.loc[original.index]
+    ape = np.abs(again["slowdown"] / original["slowdown"] - 1) * 100
+    figures = {}
+    print(f"{data_dir.name}: every undisturbed scenario recorded again, retest vs original (MAE % of the original)")
+    for name, rows in (("all", ape.index), *((k, ape.index[kind.loc[ape.index] == k])
+                                             for k in ("knife edge", "other shared", "not shared"))):
+        if not len(rows):
+            continue
+        values = {s: mae(again.loc[rows, s], original.loc[rows, s]) for s in SLOWDOWNS}
+        figures[f"again {name}"] = {"n": len(rows), **values, "median_ape": float(ape.loc[rows].median()),
+                                    "share_of_error": float(ape.loc[rows].sum() / ape.sum())}
+        print(f"  {name:<12} n={len(rows):3d}: MAE % slowdown {values['slowdown']:6.2f} (/sqrt2 "
+              f"{values['slowdown'] / np.sqrt(2):5.2f}), median APE {ape.loc[rows].median():5.2f}, MAE p90 "
+              f"{values['slowdown_p90']:6.2f}, MAE p99 {values['slowdown_p99']:6.2f}, "
+              f"{100 * ape.loc[rows].sum() / ape.sum():3.0f} % of the error")
+    drift = np.abs(again["isolated_median_ms"] / original["isolated_median_ms"] - 1) * 100
+    print(f"  isolated medians, retest vs original: median change {drift.median():.2f} %, max {drift.max():.2f} %; "
+          f"disturbed in the retest: {int(again['disturbed'].sum())} of {len(again)}")
+    worst = ape.sort_values(ascending=False).index[:5]
+    print("  largest differences (isolated ms, workload, original, retest):",
+          [(round(float(original.at[i, "isolated_median_ms"]), 2), original.at[i, "workload"][:24],
+            round(float(original.at[i, "slowdown"]), 2), round(float(again.at[i, "slowdown"]), 2)) for i in worst])
+    return figures
+
+
+def within_phase(originals: pd.DataFrame, data_dir: Path) -> None:
     """How much the slowdown of the dataset's own scenarios moves between the halves of one co-located phase."""
-    inferences = pd.read_parquet(DATA / "inferences.parquet")
+    inferences = pd.read_parquet(data_dir / "inferences.parquet")
     clean = originals[originals["disturbed"] == 0].set_index("scenario_id")
     colocated = inferences[(inferences["phase"] == "colocated") & inferences["scenario_id"].isin(clean.index)]
     half = colocated["end_s"] >= clean["phase_s"].iloc[0] / 2
@@ -233,23 +278,32 @@ def main() -> None:
     parser.add_argument("--long-phase", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/hwlat-interference-retest"))
-    parser.add_argument("--report-only", action="store_true", help="only report from data/interference-cpu/retest.csv")
+    parser.add_argument("--data", type=Path, default=DATA, help="the dataset (default data/interference-cpu)")
+    parser.add_argument("--again", action="store_true", help="record every undisturbed scenario of --data again, "
+                        "with its own placement and phase (run 'again'), and report that")
+    parser.add_argument("--report-only", action="store_true", help="only report from the dataset's retest.csv")
     parser.add_argument("--runs", default="all", help="comma-separated lock holds to record when missing: phase2, "
                         "long, pinned-a, pinned-b (default all); the report reads every run that is stored")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
-    originals = pd.read_csv(DATA / "scenarios.csv")
+    originals = pd.read_csv(args.data / "scenarios.csv")
+    if args.again:
+        args.work = args.work / args.data.name  # one store per dataset
     if not args.report_only:
         args.work.mkdir(parents=True, exist_ok=True)
-        chosen = sample(originals, args.count, args.seed)
-        long = chosen.iloc[np.unique(np.linspace(0, len(chosen) - 1, args.long_count).round().astype(int))]
         phase_s = float(originals["phase_s"].iloc[0])
-        # run name, rows, phase seconds, placement, lock hold (each hold records its runs back to back, 5-8 min)
-        runs = [("phase2", chosen, phase_s, "free", "phase2"),
-                (f"phase{args.long_phase:g}-a", long, args.long_phase, "free", "long"),
-                (f"phase{args.long_phase:g}-b", long, args.long_phase, "free", "long"),
-                ("pinned-a", chosen, phase_s, "pinned", "pinned-a"),
-                ("pinned-b", chosen, phase_s, "pinned", "pinned-b")]
+        if args.again:
+            runs = [("again", originals[originals["disturbed"] == 0], phase_s, str(originals["placement"].iloc[0]),
+                     "again")]
+        else:
+            chosen = sample(originals, args.count, args.seed)
+            long = chosen.iloc[np.unique(np.linspace(0, len(chosen) - 1, args.long_count).round().astype(int))]
+            # run name, rows, phase seconds, placement, lock hold (each hold records its runs back to back, 5-8 min)
+            runs = [("phase2", chosen, phase_s, "free", "phase2"),
+                    (f"phase{args.long_phase:g}-a", long, args.long_phase, "free", "long"),
+                    (f"phase{args.long_phase:g}-b", long, args.long_phase, "free", "long"),
+                    ("pinned-a", chosen, phase_s, "pinned", "pinned-a"),
+                    ("pinned-b", chosen, phase_s, "pinned", "pinned-b")]
         holds = [h for h in dict.fromkeys(run[4] for run in runs) if args.runs == "all" or h in args.runs.split(",")]
         for hold in holds:
             missing = [(rows, seconds, placement, args.work / f"{run}.sqlite")
@@ -261,11 +315,11 @@ def main() -> None:
         frames = [retest_rows(args.work / f"{run}.sqlite", run, rows, args.work / "export")
                   for run, rows, *_ in runs if (args.work / f"{run}.sqlite").exists()]
         retest = pd.concat(frames, ignore_index=True)
-        retest.to_csv(DATA / "retest.csv", index=False)
-        print(f"wrote {DATA / 'retest.csv'} ({len(retest)} re-recordings)")
-    retest = pd.read_csv(DATA / "retest.csv")
-    figures = report(retest, originals)
-    within_phase(originals)
+        retest.to_csv(args.data / "retest.csv", index=False)
+        print(f"wrote {args.data / 'retest.csv'} ({len(retest)} re-recordings)")
+    retest = pd.read_csv(args.data / "retest.csv")
+    figures = again_report(retest, args.data) if args.again else report(retest, originals)
+    within_phase(originals, args.data)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 

@@ -402,7 +402,7 @@ def test_pressure_descriptors_reveal_memory_contention_the_kinds_do_not():
     from hwlat.spaces import get_space
 
     signature = WorkloadSignature.from_data(data, "cpu-x2")  # a streaming workload
-    assert dict(signature.pressure)[1] == (1.6, 1.0, 1.0, 0.5)
+    assert dict(signature.pressure)[1] == (1.6, 1.0, 1.0, 0.5, 1.0)
     arch = get_space("nb201").sample(1, seed=0)[0]
     model = make_model("gb", loss="absolute_error", extras=("load", "pressure")).fit(data)
     latency = ColocatedLatency(model, {arch: 1.0}, signature, "nb201", quantile="median")
@@ -410,6 +410,28 @@ def test_pressure_descriptors_reveal_memory_contention_the_kinds_do_not():
     assert latency._scenarios([arch], np.array([1.0])).scenarios["pressure_stream"].eq(1.6).all()
     unmeasured = WorkloadSignature.from_data(InterferenceData.from_frames(*schema_frames()), "cpu-x1")
     assert unmeasured.pressure == ()
+
+
+def test_refill_descriptor_tells_which_workloads_push_a_target_over_the_knife_edge():
+    # every workload shares the target's core and looks the same to the other descriptors (kind, stream/gather
+    # pressure, share); half of them evict the target's working set (refill 3.0 against 1.2) and flip its median
+    # from 1.05x to 3.2x: only the refill descriptor tells them apart on held-out workloads
+    scenarios, metrics = schema_frames(workloads=16, targets=4)
+    evicting = scenarios["workload"].str[5:].astype(int) // 2 % 2 == 1  # not the process count (w % 2)
+    scenarios[list(PRESSURE_COLUMNS)] = 1.0
+    scenarios["pressure_share"] = 0.5
+    scenarios["pressure_refill"] = np.where(evicting, 3.0, 1.2)
+    for target, tail in zip(TARGETS, (1.0, 1.1, 1.3)):
+        scenarios[target] = np.where(evicting, 3.2, 1.05) * tail
+    data = InterferenceData.from_frames(scenarios, metrics)
+
+    def mae(extras) -> float:
+        return cross_validate(make_model("gb", loss="absolute_error", extras=extras), data, "workload", 4).mae()
+
+    assert mae(("load", "pressure", "refill")) < 0.5 * mae(("load", "pressure"))
+    # a dataset whose pressure file predates the probe: the descriptor is missing (NaN), not an error
+    older = InterferenceData.from_frames(scenarios.drop(columns="pressure_refill"), metrics)
+    assert np.isfinite(make_model("gb", extras=("refill",)).fit(older).predict(older).to_numpy()).all()
 
 
 def test_transformer_learns_the_correction_to_the_time_slice_mixture(tmp_path):

@@ -29,12 +29,17 @@ def test_probe_sees_a_cpu_hog_on_the_target_core_and_not_on_the_other():
     before = _children()
     other_core = measure_pressure("cpu-x1", target_threads=1, placement="pinned", rounds=1, seconds=0.2)
     same_core = measure_pressure("cpu-x2", target_threads=1, placement="pinned", rounds=1, seconds=0.2)
+    thrasher = measure_pressure("cache-x2", target_threads=1, placement="pinned", rounds=1, seconds=0.2)
     assert set(other_core) == set(PRESSURE_COLUMNS)
     # cpu-x1 runs on core 1; the second process of cpu-x2 shares core 0 with the probe and takes half of it
     assert other_core["pressure_share"] > 0.85, other_core
     assert 0.3 < same_core["pressure_share"] < 0.75, same_core
     # L1-resident maths is not slowed by a co-runner that is itself L1-resident (chunks far shorter than a slice)
     assert 0.8 < same_core["pressure_compute"] < 1.25, same_core
+    # refill: nothing preempts the probe beside cpu-x1; an L1-resident hog on its core leaves its L2 buffer in place
+    # (measured 1.15), a cache thrasher on its core and the other evicts it to DRAM (measured 3.2)
+    assert 0.8 < other_core["pressure_refill"] < 1.25, other_core
+    assert same_core["pressure_refill"] < 1.6 and thrasher["pressure_refill"] > 2.0, (same_core, thrasher)
     assert _children() <= before  # co-runners and probes are gone
 
 
@@ -93,20 +98,39 @@ def test_join_takes_the_median_of_repeats_and_leaves_unmeasured_workloads_nan():
     assert len(joined) == 3 and list(joined["workload"]) == list(scenarios["workload"])
 
 
-@pytest.mark.parametrize("dataset", [PINNED, *(PINNED.with_name(f"interference-cpu-pinned-{s}") for s in "bc")],
-                         ids=lambda p: p.name)
-def test_the_pinned_datasets_ship_their_pressure(dataset):
+@pytest.mark.parametrize("dataset, refill", [(PINNED, False), *((PINNED.with_name(f"interference-cpu-pinned-{s}"), True)
+                                                                   for s in "bcd")], ids=lambda p: getattr(p, "name", ""))
+def test_the_pinned_datasets_ship_their_pressure(dataset, refill):
     scenarios, _ = load_colocation_dataset(dataset)
     table = load_pressure(dataset)
-    assert (table.groupby(list(PRESSURE_KEYS)).size() >= 3).all()
-    assert scenarios[list(PRESSURE_COLUMNS)].notna().all().all()
+    complete = table[table[list(PRESSURE_COLUMNS)].notna().all(axis=1)] if refill else table
+    assert (complete.groupby(list(PRESSURE_KEYS)).size() >= 3).all()
+    assert scenarios[[c for c in PRESSURE_COLUMNS if refill or c != "pressure_refill"]].notna().all().all()
+    if not refill:  # measured on the earlier CPU, before the refill probe existed
+        assert scenarios["pressure_refill"].isna().all()
     # a CPU-bound process sharing the target's core leaves it about half the core
     shared = scenarios[(scenarios["workload"] == "cpu-x2") & (scenarios["target_threads"] == 1)]
     alone = scenarios[(scenarios["workload"] == "cpu-x1") & (scenarios["target_threads"] == 1)]
     assert shared["pressure_share"].between(0.3, 0.7).all() and alone["pressure_share"].gt(0.85).all()
 
 
-def test_cli_prints_the_medians_and_how_far_repeats_stray(hwlat, tmp_path):
+def test_pressure_files_from_before_the_refill_probe_load_and_are_completed(tmp_path, monkeypatch):
+    _scenarios(tmp_path)
+    older = [c for c in PRESSURE_COLUMNS if c != "pressure_refill"]
+    rows = [{"workload": w, "placement": "pinned", "intensity": 1.0, "target_threads": t, **{c: 1.5 for c in older}}
+            for w in ("cpu-x1", "membw-x2") for t in (1, 2)]
+    pd.DataFrame(rows).to_csv(tmp_path / "pressure.csv", index=False)
+    assert load_pressure(tmp_path)["pressure_refill"].isna().all()
+    monkeypatch.setattr(_pressure, "measure_pressure", lambda *a, **k: {c: 1.1 for c in PRESSURE_COLUMNS})
+    table = record_pressure(tmp_path, repeats=1)  # the older rows are not complete measurements: each key again
+    assert len(table) == 8 and table["pressure_refill"].notna().sum() == 4
+    joined = join_pressure(pd.read_csv(tmp_path / "scenarios.csv"), table)
+    np.testing.assert_allclose(joined["pressure_stream"], 1.3)  # the median of the older 1.5 and the new 1.1
+    np.testing.assert_allclose(joined["pressure_refill"], 1.1)
+
+
+def test_cli_prints_the_medians_and_how_far_repeats_stray(hwlat, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # nine columns: rich folds workload names in 80
     _scenarios(tmp_path)
     rows = [{"workload": w, "placement": "pinned", "intensity": 1.0, "target_threads": t,
              **{c: v for c in PRESSURE_COLUMNS}} for w in ("cpu-x1", "membw-x2") for t in (1, 2) for v in (1.0, 1.5)]

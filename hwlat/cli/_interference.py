@@ -190,7 +190,8 @@ def pressure(
 
     def on_measured(row: dict) -> None:
         progress.update(task, advance=1, last=f"{row['workload'][:24]} t{row['target_threads']}: stream "
-                        f"{row['pressure_stream']:.2f}x, share {row['pressure_share']:.2f}")
+                        f"{row['pressure_stream']:.2f}x, share {row['pressure_share']:.2f}, refill "
+                        f"{row['pressure_refill']:.2f}x")
 
     try:
         table = record_pressure(data, repeats=repeats, rounds=rounds, seconds=seconds, on_start=on_start,
@@ -202,8 +203,10 @@ def pressure(
         return
     medians, stray = pressure_summary(table)
     shown = Table(title=f"{data / 'pressure.csv'}: median of {len(table)} measurements",
-                  caption="beside / alone: median chunk time of each probe kernel, and the probe's on-core share")
-    for header in ("workload", "placement", "intensity", "target threads", "stream", "gather", "compute", "share"):
+                  caption="beside / alone: median chunk time of each probe kernel, the probe's on-core share, and "
+                          "its first pass over an L2-resident buffer after a preemption (refill)")
+    for header in ("workload", "placement", "intensity", "target threads", "stream", "gather", "compute", "share",
+                   "refill"):
         shown.add_column(header, overflow="fold")
     for row in medians.itertuples(index=False):
         shown.add_row(row.workload, row.placement, f"{row.intensity:g}", str(row.target_threads),

@@ -136,7 +136,8 @@ def _pressure_by_threads(rows: pd.DataFrame) -> tuple[tuple[int, tuple[float, ..
     """The measured pressure of a workload's recordings per target thread count (those that have it)."""
     if not set(PRESSURE_COLUMNS) <= set(rows.columns):
         return ()
-    values = rows[["target_threads", *PRESSURE_COLUMNS]].apply(pd.to_numeric, errors="coerce").dropna()
+    values = (rows[["target_threads", *PRESSURE_COLUMNS]].apply(pd.to_numeric, errors="coerce")
+              .dropna(how="all", subset=list(PRESSURE_COLUMNS)))
     return tuple((int(threads), tuple(float(v) for v in group[list(PRESSURE_COLUMNS)].iloc[0]))
                  for threads, group in values.groupby("target_threads"))
 

@@ -43,7 +43,9 @@ _DESCRIPTORS = ("log_isolated_ms", "log_flops", "log_params", "target_threads", 
 #: "placement", where the co-runners run relative to the target (`_placement`); "slice", how the scheduler's time
 #: slices cut the target's inferences when a CPU-bound co-runner shares its core (`_time_slice`); "pressure", the
 #: co-runners' measured pressure on the target's cores (log slowdowns of the memory-streaming, cache-gathering and
-#: compute probes, and the CPU share left; `hwlat.profilers.measure_pressure`, NaN where the dataset has none)
+#: compute probes, and the CPU share left; `hwlat.profilers.measure_pressure`, NaN where the dataset has none);
+#: "refill", the log slowdown of the probe's first pass over an L2-resident buffer after a preemption (what the
+#: co-runners on and beside the target's core make it pay to fetch its working set again once per slice)
 _PLACED_KINDS = ("cpu", "membw", "cache", "model")
 EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
           "threads": ("excess_threads", "multithread_oversubscribed"),
@@ -51,7 +53,8 @@ EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
                         *(f"{where}_load_{k}" for where in ("shared", "other") for k in _PLACED_KINDS)),
           "slice": ("slice_ratio", "slice_fraction", "slice_competitors", "slice_wait_ratio",
                     *(f"slice_log_{t}" for t in TARGETS)),
-          "pressure": ("pressure_log_stream", "pressure_log_gather", "pressure_log_compute", "pressure_share")}
+          "pressure": ("pressure_log_stream", "pressure_log_gather", "pressure_log_compute", "pressure_share"),
+          "refill": ("pressure_log_refill",)}
 #: the effective scheduler time slice (ms) of scenarios recorded without one (`time_slice_ms`, measured by the recorder
 #: since it exists): that of the machine the shipped datasets were recorded on. Its kernel ticks at CONFIG_HZ=250
 #: (4 ms) and EEVDF's base slice (0.75 ms x (1 + log2 of 2 CPUs) = 1.5 ms) is shorter, so a CPU-bound task is
@@ -309,6 +312,9 @@ class FeatureSpec:
                 columns += list(data.time_slice().to_numpy(float).T)
             if "pressure" in self.extras:
                 columns += list(data.pressure().to_numpy(float).T)
+            if "refill" in self.extras:
+                columns.append(np.log(numeric("pressure_refill")) if "pressure_refill" in table.columns
+                               else np.full(len(table), np.nan))
         runtime = table["target_runtime"].astype(str).to_numpy()
         columns += [(runtime == r).astype(float) for r in self.runtimes]
         columns += [np.array([kinds.count(k) for kinds in table["kinds"]], dtype=float) for k in self.kinds]

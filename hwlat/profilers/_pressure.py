@@ -9,6 +9,13 @@ as the target would be) times three kernels in chunks of 0.05-0.3 ms, far shorte
 - ``gather``: 4096 random reads from a buffer the size of the last-level cache (cache capacity),
 - ``compute``: L1-resident maths (the core's own speed: frequency, shared execution units).
 
+and, in phases of their own (the kernels above would evict it), ``refill``: a 512 KiB buffer that lives in L2 is
+summed over and over. A process sharing the probe's core preempts it once per slice and evicts what it can; the
+first traversal after a preemption fetches the buffer again, from L3 if the other cores left it there, from DRAM
+if they thrash L3. A target of about half a slice pays that refill once per slice, and it decides whether the
+target's inferences fit between two preemptions (measured on data/interference-cpu-pinned-c: a cache or memory
+thrasher on the other core flips the median of a 0.43-slice target from 1.05x to 3.6x, a CPU-bound one does not).
+
 The median chunk time is unaffected by preemption (few chunks straddle a slice end), so its ratio beside the
 workload over alone is the contention a target's own work suffers; ``share``, the probe's on-core time over its
 wall time beside the workload over alone, is the CPU share the workload leaves on that core. A workload is probed
@@ -42,15 +49,22 @@ if TYPE_CHECKING:  # pandas is imported where needed: co-location children start
 
 #: probe kernels, in the order each round runs them
 KERNELS = ("stream", "gather", "compute")
-#: what a pressure measurement holds: each kernel's median chunk time beside the workload over alone, and the
-#: probe's on-core share beside the workload over alone
-PRESSURE_COLUMNS = tuple(f"pressure_{name}" for name in (*KERNELS, "share"))
+#: what a pressure measurement holds: each kernel's median chunk time beside the workload over alone, the probe's
+#: on-core share beside the workload over alone, and the refill: the mean traversal of the L2-resident buffer right
+#: after a preemption beside the workload (the median traversal beside it when nothing preempts the probe) over the
+#: median traversal alone
+PRESSURE_COLUMNS = tuple(f"pressure_{name}" for name in (*KERNELS, "share", "refill"))
+#: columns added after the first pressure files were written: such files load with NaN there
+_ADDED_LATER = ("pressure_refill",)
 #: what identifies a measurement: the workload, where it runs, how hard, and the target threads it is measured for
 PRESSURE_KEYS = ("workload", "placement", "intensity", "target_threads")
 PRESSURE_FILE = "pressure.csv"
 _STREAM_BYTES = 128 * 1024 ** 2
 _STREAM_CHUNK = 1024 ** 2
 _GATHERS = 4096
+_REFILL_BYTES = 512 * 1024
+#: a traversal of the refill buffer (~0.02-0.1 ms) that took longer than this waited for another process's slice
+_PREEMPTED_S = 1e-3
 
 
 class PressureProbe:
@@ -64,6 +78,7 @@ class PressureProbe:
         self._indices = np.random.default_rng(0).integers(0, self._buffer.size, size=_GATHERS)
         self._gathered = np.empty(_GATHERS)
         self._values = np.linspace(0.0, 1.0, 1024)
+        self._resident = np.ones(_REFILL_BYTES // 8)
         self.kernels: dict[str, Callable[[], None]] = {"stream": self._stream, "gather": self._gather,
                                                       "compute": self._compute}
 
@@ -81,7 +96,10 @@ class PressureProbe:
 
     def run(self, command: dict) -> dict:
         """From `t0` for `seconds`: the kernels in turn, each chunk timed; each kernel's median chunk (ms) and the
-        on-core share (the chunks' medians times their counts over the time all chunks took)."""
+        on-core share (the chunks' medians times their counts over the time all chunks took). With `refill` set,
+        `_refill` instead."""
+        if command.get("refill"):
+            return self._refill(command)
         t0, end = command["t0"], command["t0"] + command["seconds"]
         times: dict[str, list[float]] = {name: [] for name in KERNELS}
         start_at(t0)
@@ -94,6 +112,21 @@ class PressureProbe:
         busy = sum(medians[name] * len(values) for name, values in times.items())
         return {"median_ms": {name: value * 1e3 for name, value in medians.items()},
                 "share": busy / sum(sum(values) for values in times.values())}
+
+    def _refill(self, command: dict) -> dict:
+        """From `t0` for `seconds`: the L2-resident buffer summed over and over, each traversal timed; the median
+        traversal (ms), and the mean of those right after a preempted one (NaN when none was preempted)."""
+        t0, end = command["t0"], command["t0"] + command["seconds"]
+        durations = []
+        start_at(t0)
+        while time.perf_counter() < end:
+            started = time.perf_counter()
+            self._resident.sum()
+            durations.append(time.perf_counter() - started)
+        took = np.asarray(durations)
+        after = took[1:][(took[:-1] > _PREEMPTED_S) & (took[1:] <= _PREEMPTED_S)]
+        return {"median_ms": float(np.median(took)) * 1e3,
+                "after_preemption_ms": float(after.mean()) * 1e3 if len(after) else float("nan")}
 
 
 def measure_pressure(workload: WorkloadMix | str, *, target_threads: int = 1, placement: str = "pinned",
@@ -126,21 +159,24 @@ def measure_pressure(workload: WorkloadMix | str, *, target_threads: int = 1, pl
             child.receive(STARTUP_TIMEOUT_S, "start-up")
         measured = []
         for _ in range(rounds):
-            alone = _probe_phase(probes, [], corunners, seconds)
-            beside = _probe_phase(probes, running, corunners, seconds)
-            measured.append(_worst(alone, beside))
+            alone, beside = (_probe_phase(probes, r, corunners, seconds) for r in ([], running))
+            refill_alone, refill_beside = (_probe_phase(probes, r, corunners, seconds, refill=True)
+                                           for r in ([], running))
+            measured.append(_worst(alone, beside, refill_alone, refill_beside))
         return {name: float(np.median([m[name] for m in measured])) for name in PRESSURE_COLUMNS}
     finally:
         stop_children(children)
 
 
-def _probe_phase(probes: list[ChildProcess], running: list[ChildProcess], corunners, seconds: float) -> list[dict]:
-    """Every probe for `seconds` from a common start, beside the `running` co-runners (paused again after)."""
+def _probe_phase(probes: list[ChildProcess], running: list[ChildProcess], corunners, seconds: float,
+                 refill: bool = False) -> list[dict]:
+    """Every probe for `seconds` from a common start (the refill traversals if `refill`), beside the `running`
+    co-runners (paused again after)."""
     t0 = time.perf_counter() + LEAD_S
     for child, corunner in zip(running, corunners):
         child.send({"cmd": "go", "t0": t0, "start_s": corunner.start_s, "duty": corunner.intensity})
     for probe in probes:
-        probe.send({"cmd": "probe", "t0": t0, "seconds": seconds})
+        probe.send({"cmd": "probe", "t0": t0, "seconds": seconds, "refill": refill})
     answers = [probe.receive(seconds + 60.0, "pressure probe") for probe in probes]
     for child in running:
         child.send({"cmd": "pause"})
@@ -149,10 +185,14 @@ def _probe_phase(probes: list[ChildProcess], running: list[ChildProcess], corunn
     return answers
 
 
-def _worst(alone: list[dict], beside: list[dict]) -> dict[str, float]:
+def _worst(alone: list[dict], beside: list[dict], refill_alone: list[dict],
+           refill_beside: list[dict]) -> dict[str, float]:
     """Per probe (target core) the ratios beside / alone; the largest slowdown and the smallest share of them."""
     ratios = [{**{f"pressure_{k}": b["median_ms"][k] / a["median_ms"][k] for k in KERNELS},
-               "pressure_share": b["share"] / a["share"]} for a, b in zip(alone, beside)]
+               "pressure_share": b["share"] / a["share"],
+               "pressure_refill": (rb["after_preemption_ms"] if np.isfinite(rb["after_preemption_ms"])
+                                   else rb["median_ms"]) / ra["median_ms"]}
+              for a, b, ra, rb in zip(alone, beside, refill_alone, refill_beside)]
     return {name: (min if name == "pressure_share" else max)(r[name] for r in ratios) for name in PRESSURE_COLUMNS}
 
 
@@ -160,7 +200,8 @@ def record_pressure(dataset: str | os.PathLike, *, repeats: int = 3, rounds: int
                     on_start: Callable[[int, int], None] | None = None,
                     on_measured: Callable[[dict], None] | None = None) -> pd.DataFrame:
     """Probe every (workload, placement, intensity, target threads) of a co-location dataset until `pressure.csv`
-    holds `repeats` measurements of each (fresh processes each time, one pass over all before the next, so the
+    holds `repeats` complete measurements of each (rows written before a column existed are kept, and count for
+    their columns in the medians, but not as measurements; fresh processes each time, one pass over all before the next, so the
     repeats are spread over the run; models use their median). The file is rewritten after each measurement, so an
     interrupted run resumes; returns the whole table."""
     import pandas as pd
@@ -178,7 +219,8 @@ def record_pressure(dataset: str | os.PathLike, *, repeats: int = 3, rounds: int
         raise HwlatError(f"{str(dataset / 'scenarios.csv')!r} lacks column(s) {', '.join(missing)}")
     table = load_pressure(dataset)
     wanted = [tuple(row) for row in scenarios[list(PRESSURE_KEYS)].drop_duplicates().itertuples(index=False)]
-    have = table[list(PRESSURE_KEYS)].astype(str).apply(tuple, axis=1).value_counts() if len(table) else {}
+    complete = table[table[list(PRESSURE_COLUMNS)].notna().all(axis=1)]  # older rows lack the refill
+    have = complete[list(PRESSURE_KEYS)].astype(str).apply(tuple, axis=1).value_counts() if len(complete) else {}
     counts = [int(have.get(tuple(map(str, key)), 0)) for key in wanted]
     todo = [key for needed in range(repeats) for key, count in zip(wanted, counts) if count <= needed]
     if on_start:
@@ -198,13 +240,17 @@ def record_pressure(dataset: str | os.PathLike, *, repeats: int = 3, rounds: int
 
 
 def load_pressure(dataset: str | os.PathLike) -> pd.DataFrame:
-    """`pressure.csv` of a dataset directory (empty when there is none yet)."""
+    """`pressure.csv` of a dataset directory (empty when there is none yet; NaN in columns added since it was
+    written)."""
     import pandas as pd
 
     path = Path(dataset) / PRESSURE_FILE
     if not path.exists():
         return pd.DataFrame(columns=[*PRESSURE_KEYS, *PRESSURE_COLUMNS])
     table = _read_csv(path)
+    for column in _ADDED_LATER:
+        if column not in table.columns:
+            table[column] = np.nan
     missing = [c for c in (*PRESSURE_KEYS, *PRESSURE_COLUMNS) if c not in table.columns]
     if missing:
         raise HwlatError(f"{str(path)!r} lacks column(s) {', '.join(missing)}")
