@@ -98,8 +98,9 @@ def test_join_takes_the_median_of_repeats_and_leaves_unmeasured_workloads_nan():
     assert len(joined) == 3 and list(joined["workload"]) == list(scenarios["workload"])
 
 
-@pytest.mark.parametrize("dataset, refill", [(PINNED, False), *((PINNED.with_name(f"interference-cpu-pinned-{s}"), True)
-                                                                   for s in "bcd")], ids=lambda p: getattr(p, "name", ""))
+@pytest.mark.parametrize("dataset, refill", [
+    (PINNED, False), *((PINNED.with_name(f"interference-cpu-pinned-{s}"), True) for s in "bcd")],
+    ids=lambda p: getattr(p, "name", ""))
 def test_the_pinned_datasets_ship_their_pressure(dataset, refill):
     scenarios, _ = load_colocation_dataset(dataset)
     table = load_pressure(dataset)

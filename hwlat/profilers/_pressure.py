@@ -14,7 +14,9 @@ summed over and over. A process sharing the probe's core preempts it once per sl
 first traversal after a preemption fetches the buffer again, from L3 if the other cores left it there, from DRAM
 if they thrash L3. A target of about half a slice pays that refill once per slice, and it decides whether the
 target's inferences fit between two preemptions (measured on data/interference-cpu-pinned-c: a cache or memory
-thrasher on the other core flips the median of a 0.43-slice target from 1.05x to 3.6x, a CPU-bound one does not).
+thrasher on the other core flips the median of a 0.43-slice target from 1.05x to 3.6x, a CPU-bound one does not;
+on a later recording of other cells, data/interference-cpu-pinned-d, it orders the flips less well and did not
+improve the models: BENCHMARKS.md).
 
 The median chunk time is unaffected by preemption (few chunks straddle a slice end), so its ratio beside the
 workload over alone is the contention a target's own work suffers; ``share``, the probe's on-core time over its
@@ -201,9 +203,9 @@ def record_pressure(dataset: str | os.PathLike, *, repeats: int = 3, rounds: int
                     on_measured: Callable[[dict], None] | None = None) -> pd.DataFrame:
     """Probe every (workload, placement, intensity, target threads) of a co-location dataset until `pressure.csv`
     holds `repeats` complete measurements of each (rows written before a column existed are kept, and count for
-    their columns in the medians, but not as measurements; fresh processes each time, one pass over all before the next, so the
-    repeats are spread over the run; models use their median). The file is rewritten after each measurement, so an
-    interrupted run resumes; returns the whole table."""
+    their columns in the medians, but not as measurements; fresh processes each time, one pass over all before the
+    next, so the repeats are spread over the run; models use their median). The file is rewritten after each
+    measurement, so an interrupted run resumes; returns the whole table."""
     import pandas as pd
 
     from hwlat.devices import local_device
