@@ -286,6 +286,8 @@ def main() -> None:
                         "long, pinned-a, pinned-b (default all); the report reads every run that is stored")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
+    if not (args.data / "scenarios.csv").is_file():
+        parser.error(f"--data {args.data} is not a co-location dataset (no scenarios.csv)")
     originals = pd.read_csv(args.data / "scenarios.csv")
     if args.again:
         args.work = args.work / args.data.name  # one store per dataset
@@ -317,6 +319,8 @@ def main() -> None:
         retest = pd.concat(frames, ignore_index=True)
         retest.to_csv(args.data / "retest.csv", index=False)
         print(f"wrote {args.data / 'retest.csv'} ({len(retest)} re-recordings)")
+    if not (args.data / "retest.csv").is_file():
+        parser.error(f"{args.data / 'retest.csv'} does not exist; run without --report-only to record it")
     retest = pd.read_csv(args.data / "retest.csv")
     figures = again_report(retest, args.data) if args.again else report(retest, originals)
     within_phase(originals, args.data)
