@@ -39,7 +39,8 @@ error of predicting each re-recorded scenario by its second recording ("noise: r
 expected error of a perfect predictor of the mean slowdown when both recordings err independently ("noise: ideal");
 only re-recordings with the dataset's placement and phase length count.
 Usage: python benchmarks/interference_models.py [--data data/interference-cpu ...] [--folds 5]
-       [--seed 0 | --seeds 0,1,2] [--models none,linear,gb,transformer] [--splits workload,target] [--members 5] [--threads 1] [--json FILE]
+       [--seed 0 | --seeds 0,1,2] [--models none,linear,gb,transformer] [--splits workload,target] [--members 5]
+       [--threads 1] [--json FILE]
        [--test-data DIR | --extra-train DIR]
        python benchmarks/interference_models.py --summarize s0.json,s1.json,s2.json
 """

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hwlat._files import write_atomically
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "interference-cpu"
 LOCK = "/tmp/hwlat-bench.lock"
@@ -295,8 +297,8 @@ def main() -> None:
         args.work.mkdir(parents=True, exist_ok=True)
         phase_s = float(originals["phase_s"].iloc[0])
         if args.again:
-            runs = [("again", originals[originals["disturbed"] == 0], phase_s, str(originals["placement"].iloc[0]),
-                     "again")]
+            placement = str(originals["placement"].iloc[0]) if "placement" in originals.columns else "free"
+            runs = [("again", originals[originals["disturbed"] == 0], phase_s, placement, "again")]
         else:
             chosen = sample(originals, args.count, args.seed)
             long = chosen.iloc[np.unique(np.linspace(0, len(chosen) - 1, args.long_count).round().astype(int))]
@@ -317,11 +319,17 @@ def main() -> None:
         frames = [retest_rows(args.work / f"{run}.sqlite", run, rows, args.work / "export")
                   for run, rows, *_ in runs if (args.work / f"{run}.sqlite").exists()]
         retest = pd.concat(frames, ignore_index=True)
-        retest.to_csv(args.data / "retest.csv", index=False)
-        print(f"wrote {args.data / 'retest.csv'} ({len(retest)} re-recordings)")
+        path = args.data / "retest.csv"
+        if path.is_file():  # keep the runs recorded in other modes (or other work directories)
+            kept = pd.read_csv(path)
+            retest = pd.concat([kept[~kept["run"].isin(retest["run"])], retest], ignore_index=True)
+        write_atomically({path: lambda out: retest.to_csv(out, index=False)})
+        print(f"wrote {path} ({len(retest)} re-recordings)")
     if not (args.data / "retest.csv").is_file():
         parser.error(f"{args.data / 'retest.csv'} does not exist; run without --report-only to record it")
     retest = pd.read_csv(args.data / "retest.csv")
+    if args.again and not retest["run"].eq("again").any():
+        parser.error(f"{args.data / 'retest.csv'} has no run 'again'; run without --report-only to record it")
     figures = again_report(retest, args.data) if args.again else report(retest, originals)
     within_phase(originals, args.data)
     if args.json:
