@@ -27,19 +27,20 @@ def _children() -> set[int]:
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two usable cores")
 def test_probe_sees_a_cpu_hog_on_the_target_core_and_not_on_the_other():
     before = _children()
-    other_core = measure_pressure("cpu-x1", target_threads=1, placement="pinned", rounds=1, seconds=0.2)
-    same_core = measure_pressure("cpu-x2", target_threads=1, placement="pinned", rounds=1, seconds=0.2)
-    thrasher = measure_pressure("cache-x2", target_threads=1, placement="pinned", rounds=1, seconds=0.2)
+    # three rounds, as datasets are probed: one round of 0.2 s sees only ~50 preemptions and its refill ratio scatters
+    probe = {"target_threads": 1, "placement": "pinned", "rounds": 3, "seconds": 0.2}
+    other_core, same_core, thrasher = (measure_pressure(w, **probe) for w in ("cpu-x1", "cpu-x2", "cache-x2"))
     assert set(other_core) == set(PRESSURE_COLUMNS)
     # cpu-x1 runs on core 1; the second process of cpu-x2 shares core 0 with the probe and takes half of it
     assert other_core["pressure_share"] > 0.85, other_core
     assert 0.3 < same_core["pressure_share"] < 0.75, same_core
     # L1-resident maths is not slowed by a co-runner that is itself L1-resident (chunks far shorter than a slice)
     assert 0.8 < same_core["pressure_compute"] < 1.25, same_core
-    # refill: nothing preempts the probe beside cpu-x1; an L1-resident hog on its core leaves its L2 buffer in place
-    # (measured 1.15), a cache thrasher on its core and the other evicts it to DRAM (measured 3.2)
-    assert 0.8 < other_core["pressure_refill"] < 1.25, other_core
-    assert same_core["pressure_refill"] < 1.6 and thrasher["pressure_refill"] > 2.0, (same_core, thrasher)
+    # refill: an L1-resident hog on the probe's core leaves most of its L2 buffer in place, a cache thrasher on its
+    # core and the other evicts it to DRAM. Measured over 20 calls each (2026-11-25): cpu-x1 1.00-1.01 (1.56 and 1.75
+    # in 2 of 8 earlier calls: a stray preemption), cpu-x2 1.10-1.97, cache-x2 3.25-5.06
+    assert other_core["pressure_refill"] < 2.5 and same_core["pressure_refill"] < 2.5, (other_core, same_core)
+    assert thrasher["pressure_refill"] > 2.5, thrasher
     assert _children() <= before  # co-runners and probes are gone
 
 
