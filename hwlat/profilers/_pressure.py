@@ -16,8 +16,10 @@ if they thrash L3. A target of about half a slice pays that refill once per slic
 target's inferences fit between two preemptions (measured on data/interference-cpu-pinned-c: a cache or memory
 thrasher on the other core flips the median of a 0.43-slice target from 1.05x to 3.6x, a CPU-bound one does not;
 on a later recording of other cells, data/interference-cpu-pinned-d, it orders the flips less well and did not
-improve the models: BENCHMARKS.md). With nothing else on the probe's core the refill rests on a few stray
-preemptions: usually 1.0, but 1.5-1.8 when one fell in a phase (2 of 28 three-round probes beside cpu-x1).
+improve the models: BENCHMARKS.md). It is a noisy measure on a virtual machine: with nothing else on the
+probe's core it rests on a few stray preemptions (usually 1.0, 1.5-1.8 in 2 of 28 probes beside cpu-x1), and beside
+an L1-resident hog on the core it ranged 1.1-2.8 between probes (the host may move the virtual CPU while it waits);
+beside a cache thrasher 3.3-5.1.
 
 The median chunk time is unaffected by preemption (few chunks straddle a slice end), so its ratio beside the
 workload over alone is the contention a target's own work suffers; ``share``, the probe's on-core time over its
