@@ -20,7 +20,11 @@ preempted by CPU-bound co-runners on its core); `slice` is that mixture alone (n
 are the transformer learning that correction (relative / L1 loss, load+threads+slice); `gb-l1-slice-press`,
 `gb-l1-over-slice-press`, `tf-slice-press`, `tf-over-slice-press` add the workloads' measured pressure (EXTRAS
 "pressure", from the dataset's pressure.csv written by `hwlat interference pressure`); `gb-l1-over-slice-refill`,
-`tf-slice-refill`, `tf-over-slice-refill` add the refill probe (EXTRAS "refill"). Each split also prints the MAE %
+`tf-slice-refill`, `tf-over-slice-refill` add the refill probe (EXTRAS "refill"); `contended-slice` is the
+mixture at the target's latency under the measured pressure (hwlat.interference.ContendedSliceInterference: a few
+parameters fitted, `contended-slice-refill` with the refill, `contended-slice-mem` with the memory probes only) and
+`gb-l1-over-contended` boosts the correction to it.
+Each split also prints the MAE %
 of the scenarios with and without a co-runner thread on the target's cores (pinned datasets: where `pinned_cpus` puts
 them), and whether each model meets the goals.
 Several fold assignments: `--seeds 0,1,2` runs every model with each seed (the seed also seeds the models) and ends
@@ -107,6 +111,12 @@ VARIANTS = {
     "tf-slice-refill": ("transformer", {"extras": ("load", "threads", "slice", "pressure", "refill")}, []),
     "tf-over-slice-refill": ("transformer", {"extras": ("load", "threads", "slice", "pressure", "refill"),
                                              "base": "slice"}, []),
+    # the time-slice mixture at the target's contended latency (a few fitted parameters), and boosting over it
+    "contended-slice": ("contended-slice", {}, []),
+    "contended-slice-refill": ("contended-slice", {"extras": ("slice", "pressure", "refill")}, []),
+    "contended-slice-mem": ("contended-slice", {"kernels": ("stream", "gather")}, []),  # added after a first score
+    "gb-l1-over-contended": ("gb", {"loss": "absolute_error", "extras": ("load", "slice", "pressure"),
+                                    "base": "contended"}, []),
 }
 #: re-recordings of a sample of the dataset's scenarios (benchmarks/interference_retest.py)
 RETEST = "retest.csv"

@@ -22,6 +22,7 @@ from hwlat.profilers._pressure import PRESSURE_COLUMNS
 
 #: the shipped co-location dataset (recorded on the project machine)
 DATA = PROJECT_ROOT / "data" / "interference-cpu"
+PINNED_C = PROJECT_ROOT / "data" / "interference-cpu-pinned-c"  # with pressure.csv
 TINY = {"members": 1, "max_epochs": 15, "patience": 5, "d_model": 16, "steps": 16}
 
 
@@ -434,6 +435,53 @@ def test_refill_descriptor_tells_which_workloads_push_a_target_over_the_knife_ed
     assert np.isfinite(make_model("gb", extras=("refill",)).fit(older).predict(older).to_numpy()).all()
 
 
+def knife_edge_under_contention() -> InterferenceData:
+    """Targets at 0.35-0.45 of a 4 ms slice beside a CPU stressor on their core and one on the other, whose memory
+    streaming (stream pressure 1.0-1.6x) slows each target's own work by pressure ** sensitivity (0.5-1.5 per
+    target): the time-slice mixture at that contended latency, so the median flips to ~3x where the contended
+    inference crosses half a slice."""
+    scenarios, metrics = schema_frames(workloads=12, targets=6)
+    metrics = metrics.assign(cpu_util_mean=1.0, ctx_switches_per_s=100.0)
+    workload = scenarios["workload"].str[5:].astype(int).to_numpy()
+    target = scenarios["target"].str[-1].astype(int).to_numpy()
+    stream = 1.0 + 0.6 * workload / 11
+    isolated = 4.0 * (0.35 + 0.02 * target)
+    contention = stream ** (0.5 + 0.2 * target)
+    mix = json.dumps([{"kind": "cpu", "threads": 1, "intensity": 1.0}] * 2)
+    scenarios = scenarios.assign(corunners=mix, placement="pinned", target_threads=1, disturbed=0,
+                                 time_slice_ms=4.0, pressure_stream=stream, pressure_gather=1.0,
+                                 pressure_compute=1.0, pressure_share=0.5)
+    contended = InterferenceData.from_frames(scenarios.assign(isolated_median_ms=isolated * contention), metrics)
+    truth = contention[:, None] * np.exp(contended.slice_log_slowdowns())
+    scenarios = scenarios.assign(isolated_median_ms=isolated, **dict(zip(TARGETS, truth.T)))
+    return InterferenceData.from_frames(scenarios, metrics)
+
+
+def test_contended_slice_predicts_the_knife_edge_flips_of_held_out_workloads(tmp_path):
+    data = knife_edge_under_contention()
+    flips = data.targets()[:, 0] > 2
+    assert 0.2 < flips.mean() < 0.8  # both sides of the knife edge are there
+
+    def cv(model) -> CrossValidation:
+        return cross_validate(model, data, "workload", 4)
+
+    contended = cv(make_model("contended-slice"))
+    assert contended.mae() < 3.0, contended.folds
+    assert cv(make_model("slice")).mae() > 5 * contended.mae()  # the mixture at the isolated latency misses flips
+    over = cv(make_model("gb", loss="absolute_error", extras=("slice", "pressure"), base="contended"))
+    assert over.mae() < 3.0, over.folds
+    model = make_model("gb", n_estimators=10, extras=("slice", "pressure"), base="contended").fit(data)
+    loaded = InterferenceModel.load(model.save(tmp_path / "gb.npz"))  # the fitted base travels with the model
+    np.testing.assert_allclose(loaded.predict(data).to_numpy(), model.predict(data).to_numpy())
+    plain = make_model("contended-slice").fit(data)
+    np.testing.assert_allclose(InterferenceModel.load(plain.save(tmp_path / "c.npz")).predict(data).to_numpy(),
+                               plain.predict(data).to_numpy())
+    with pytest.raises(HwlatError, match="base must be one of none, slice, contended, got 'roofline'"):
+        make_model("gb", base="roofline").fit(data)
+    with pytest.raises(HwlatError, match="contention kernels must be among stream, gather, compute, got disk"):
+        make_model("contended-slice", kernels=("stream", "disk")).fit(data)
+
+
 def test_transformer_learns_the_correction_to_the_time_slice_mixture(tmp_path):
     # over the mixture, the nets only have to learn the memory factor (log 1.2 beside membw, 0 beside cpu); learning
     # the slowdowns themselves, they would also have to learn the preemption steps and tails
@@ -569,7 +617,12 @@ def test_train_evaluate_predict_commands(cli, tmp_path):
     trained = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(over), "--model", "gb", "--base", "slice"])
     assert trained.exit_code == 0, trained.output
     assert InterferenceModel.load(over).base == "slice"
-    for wrong, message in ((["--model", "gb", "--base", "mixture"], "--base must be one of none, slice"),
+    contended = tmp_path / "gb-over-contended.npz"
+    trained = runner.invoke(cli, ["train", "--data", str(PINNED_C), "--out", str(contended), "--model", "gb",
+                                  "--base", "contended"])
+    assert trained.exit_code == 0, trained.output
+    assert InterferenceModel.load(contended).base_model_.kind == "contended-slice"
+    for wrong, message in ((["--model", "gb", "--base", "mixture"], "--base must be one of none, slice, contended"),
                            (["--model", "linear", "--base", "slice"], "--base slice applies to gb and transformer")):
         failed = runner.invoke(cli, ["train", "--data", str(DATA), "--out", str(tmp_path / "bad.npz"), *wrong])
         assert failed.exit_code != 0 and message in str(failed.exception) and not (tmp_path / "bad.npz").exists()

@@ -23,16 +23,16 @@ _DISTURBED_HELP = "Also use scenarios flagged disturbed (excluded by default)."
 
 
 _BASE_HELP = ("What gb and transformer learn: the log-slowdown itself (none) or the correction to the time-slice "
-              "mixture (slice).")
+              "mixture (slice); gb also to the mixture at the contended latency, fitted first (contended).")
 
 
 def _model(kind: str, seed: int, members: int | None, base: str = "none"):
     """A new model of `kind`; `seed`, `members` and `base` go to the kinds that take them (HwlatError for an
     unknown `base`)."""
-    from hwlat.interference import BASES, make_model
+    from hwlat.interference import BASES, FITTED_BASE, make_model
 
-    if base not in BASES:
-        raise HwlatError(f"--base must be one of {', '.join(BASES)}, got {base!r}")
+    if base not in (*BASES, FITTED_BASE):
+        raise HwlatError(f"--base must be one of {', '.join((*BASES, FITTED_BASE))}, got {base!r}")
     model = make_model(kind)
     params = model.get_params()
     settings = {"seed": seed, "random_state": seed, "members": members, "base": base}
@@ -60,7 +60,8 @@ def _load_all(datasets: list[Path], include_disturbed: bool):
 def train(
     data: list[Path] = typer.Option(..., "--data", help=_DATA_HELP + " Repeatable: trains on every recording."),
     out: Path = typer.Option(..., "--out", help="Model file to write (.npz)."),
-    kind: str = typer.Option("transformer", "--model", help="transformer, gb, linear or none."),
+    kind: str = typer.Option("transformer", "--model", help="transformer, gb, linear, none, slice or "
+                             "contended-slice."),
     seed: int = typer.Option(0, help="Seed of the model (and of its inner validation splits)."),
     members: int = typer.Option(None, help="Ensemble members of the transformer (default 5)."),
     base: str = typer.Option("none", help=_BASE_HELP),

@@ -8,12 +8,16 @@ from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
 
 from hwlat._errors import HwlatError
+from hwlat.interference._contended import ContendedSliceInterference
 from hwlat.interference._features import TARGETS, InterferenceData, mean_std
 from hwlat.interference._model import InterferenceModel
 
 
 #: what a learnt model predicts: the log-slowdown itself ("none") or its difference from a physical model's
 BASES = ("none", "slice")
+#: gradient boosting can also correct a physical model fitted first on its training scenarios
+#: (`ContendedSliceInterference`)
+FITTED_BASE = "contended"
 
 
 def base_log_slowdowns(data: InterferenceData, base: str) -> np.ndarray:
@@ -113,7 +117,9 @@ class BoostedInterference(_AggregateRegression):
     (`"absolute_error"`: the L1 variant) or `"relative"`: L1 on the slowdown itself weighted by 1 / measured, i.e.
     the relative error the evaluation reports. `base="slice"` boosts the correction to the time-slice mixture
     (`TimeSliceInterference`): the trees learn what preemption alone does not explain (memory contention, sleeping
-    co-runners) instead of the preemption steps themselves.
+    co-runners) instead of the preemption steps themselves; `base="contended"` the correction to the mixture at the
+    contended latency (`ContendedSliceInterference`, fitted first on the same scenarios, with the refill if `extras`
+    has it).
 
     Trees have no array form here, so a saved model keeps its training design and refits (deterministically).
     """
@@ -127,7 +133,19 @@ class BoostedInterference(_AggregateRegression):
         self.learning_rate, self.loss, self.random_state, self.base = learning_rate, loss, random_state, base
 
     def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
-        super()._fit(data, log_targets - base_log_slowdowns(data, self.base))
+        if self.base not in (*BASES, FITTED_BASE):
+            raise HwlatError(f"base must be one of {', '.join((*BASES, FITTED_BASE))}, got {self.base!r}")
+        self.base_model_ = self._new_base().fit(data) if self.base == FITTED_BASE else None
+        super()._fit(data, log_targets - self._base_log_slowdowns(data))
+
+    def _new_base(self) -> ContendedSliceInterference:
+        refill = ("refill",) if "refill" in self.extras else ()
+        return ContendedSliceInterference(extras=("slice", "pressure", *refill))
+
+    def _base_log_slowdowns(self, data: InterferenceData) -> np.ndarray:
+        if self.base == FITTED_BASE:
+            return self.base_model_._predict(data)
+        return base_log_slowdowns(data, self.base)
 
     def _fit_design(self, design: np.ndarray, log_targets: np.ndarray) -> None:
         self.design_, self.log_targets_ = design, log_targets
@@ -144,11 +162,15 @@ class BoostedInterference(_AggregateRegression):
         design = self._design(data)
         predicted = np.column_stack([m.predict(design) for m in self.models_])
         correction = np.log(np.clip(predicted, 1e-3, None)) if self.loss == "relative" else predicted
-        return correction + base_log_slowdowns(data, self.base)
+        return correction + self._base_log_slowdowns(data)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {**super()._state(), "design": self.design_, "log_targets": self.log_targets_}
+        base = {f"base.{k}": v for k, v in self.base_model_._state().items()} if self.base_model_ else {}
+        return {**super()._state(), "design": self.design_, "log_targets": self.log_targets_, **base}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         super()._restore(state)
         self._fit_design(state["design"], state["log_targets"])
+        self.base_model_ = self._new_base() if self.base == FITTED_BASE else None
+        if self.base_model_:
+            self.base_model_._restore({k[5:]: v for k, v in state.items() if k.startswith("base.")})
