@@ -10,7 +10,8 @@ between the grid's, beside every workload, as a dataset of their own (pinned: da
 (`KNIFE_EDGE_MS`) to take about half a scheduler slice on the recreated, ~1.8x faster VM, where the median slowdown
 beside a CPU-bound co-runner on the target's core flips (pinned: data/interference-cpu-pinned-c).
 `--knife-edge-ort` does the same with 6 ONNX Runtime 1-thread cells (`KNIFE_EDGE_ORT_MS`, the slowest of
-data/nb201-cpu), which take 0.34-0.46 of a slice there, just below the flip (pinned: data/interference-cpu-pinned-d).
+data/nb201-cpu), which take 0.34-0.46 of a slice there, just below the flip (pinned: data/interference-cpu-pinned-d;
+run again with another `--out`, the next-nearest cells not yet recorded: data/interference-cpu-pinned-e).
 Recording runs in chunks of at most `--chunk` seconds, each under
 `flock /tmp/hwlat-bench.lock` (released between chunks), resuming every time. `--placement pinned` records with
 fixed CPU affinities and passively waiting runtime threads (see `hwlat interference record --help`).
@@ -21,6 +22,8 @@ Prints the figures quoted in BENCHMARKS.md: scenarios, disturbed, recording time
     python benchmarks/interference_collect.py --placement pinned --denser   # 7 other cells -> ...-pinned-b
     python benchmarks/interference_collect.py --placement pinned --knife-edge   # 6 cells -> ...-pinned-c
     python benchmarks/interference_collect.py --placement pinned --knife-edge-ort   # 6 cells -> ...-pinned-d
+    python benchmarks/interference_collect.py --placement pinned --knife-edge-ort --out data/interference-cpu-pinned-e \
+        --db /tmp/hwlat-interference-pinned-e/colocation.sqlite                   # 6 more cells -> ...-pinned-e
     python benchmarks/interference_collect.py --pilot                # 20 scenarios -> /tmp/hwlat-interference-pilot
 """
 
