@@ -46,14 +46,15 @@ class ContendedSliceInterference(InterferenceModel):
         """The pressure logs of `kernels` (and the refill) of each scenario (n x k; 0 where the dataset has none)."""
         unknown = set(self.kernels) - set(KERNELS)
         if unknown:
-            raise HwlatError(f"contention kernels must be among {', '.join(KERNELS)}, got {', '.join(sorted(unknown))}")
+            raise HwlatError(f"contention kernels must be among {', '.join(KERNELS)}, "
+                             f"got {', '.join(sorted(unknown))}")
         table = data.pressure()
         columns = [table[f"pressure_log_{kernel}"].to_numpy(float) for kernel in self.kernels]
         if "refill" in self.extras:  # NaN (no contention from it) where the pressure file predates the probe
             refill = (pd.to_numeric(data.scenarios["pressure_refill"], errors="coerce").to_numpy(float)
                       if "pressure_refill" in data.scenarios.columns else np.full(len(data), np.nan))
             columns.append(np.log(refill))
-        return np.nan_to_num(np.column_stack(columns), nan=0.0)
+        return np.nan_to_num(np.column_stack(columns), nan=0.0) if columns else np.zeros((len(data), 0))
 
     def _log_slowdowns(self, beta: np.ndarray, log_sensitivity: np.ndarray, width: float, pressure: np.ndarray,
                        slices: pd.DataFrame) -> np.ndarray:
