@@ -480,6 +480,8 @@ def test_contended_slice_predicts_the_knife_edge_flips_of_held_out_workloads(tmp
         make_model("gb", base="roofline").fit(data)
     with pytest.raises(HwlatError, match="contention kernels must be among stream, gather, compute, got disk"):
         make_model("contended-slice", kernels=("stream", "disk")).fit(data)
+    with pytest.raises(HwlatError, match="needs smoothing > 0 and ridge >= 0, got 0 and 0.01"):
+        make_model("contended-slice", smoothing=0).fit(data)
 
 
 def test_transformer_learns_the_correction_to_the_time_slice_mixture(tmp_path):

@@ -68,6 +68,9 @@ class ContendedSliceInterference(InterferenceModel):
         return np.log(contention[:, None] + (whole[:, None] + step) * wait[:, None])
 
     def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
+        if not (0 < self.smoothing and self.ridge >= 0):
+            raise HwlatError(f"contended-slice needs smoothing > 0 and ridge >= 0, got {self.smoothing} and "
+                             f"{self.ridge}")
         pressure, slices = self._pressure(data), data.time_slice()
         names, index = np.unique(data.scenarios["target"].astype(str).to_numpy(), return_inverse=True)
         k = pressure.shape[1]
