@@ -12,8 +12,14 @@ percentile of |predicted / measured - 1| of end-to-end latency, the best-split m
 a stated tolerance), the same split into clear scenarios and near-ties, the load other jobs put on the CPU, and
 how much the measurements move by themselves (the same split measured and predicted again in another unit).
 
+With `--race-rounds N`, every scenario's chosen split is also raced against the fastest other split of its single
+real runs (`SplitSession.race`: N alternating real runs of each, a sign test), after those runs: one real run of each
+plan orders plans closer than the run-to-run spread at random, a race tells whether the chosen one is faster
+(confirmed), slower (refuted) or neither shown (undecided).
+
 Usage: python benchmarks/split_points.py --out DIR [--repeats 5] [--minutes 8] [--models nb201:ARCH,resnet:18]
-       [--bandwidth 10Mbps,100Mbps,1Gbps] [--device ...] [--server ...] [--rtt 0ms] [--summary-only]
+       [--bandwidth 10Mbps,100Mbps,1Gbps] [--device ...] [--server ...] [--rtt 0ms] [--race-rounds 0]
+       [--summary-only]
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import pandas as pd
 import psutil
 
 from hwlat.split import analyze_split, parse_bandwidths, parse_duration_ms, parse_side
+from hwlat.split import RACE_ALPHA
 from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL
 
 NB201 = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
@@ -82,9 +89,8 @@ def run_unit(model: str, repeat: int, args, sides) -> pd.DataFrame:
     start, unit_load, load = time.time(), OtherLoad(), OtherLoad()
     others: list[float] = []
     result = analyze_split(model, sides, parse_bandwidths(args.bandwidth), rtt_ms=parse_duration_ms(args.rtt),
-                           verify="all", protocol=replace(PART_PROTOCOL, time_budget_s=args.part_budget),
-                           run_protocol=replace(RUN_PROTOCOL, time_budget_s=args.run_budget),
-                           stream_seconds=args.stream_seconds, on_plan=lambda plan, row: others.append(load()))
+                           verify="all", **protocols(args), stream_seconds=args.stream_seconds, on_plan=lambda plan, row: others.append(load()),
+                           race_rounds=args.race_rounds, race="all")
     return result.table.assign(model=short_name(model), repeat=repeat, unit_seconds=time.time() - start,
                                unit_other_cores_busy=unit_load(), other_cores_busy=others,
                                started=time.strftime("%H:%M:%S", time.localtime(start)))
@@ -187,6 +193,47 @@ def report(every: pd.DataFrame) -> None:
           f"{len(close)}, strict {rate(close['match'])}; the other {len(sure)}: strict {rate(sure['match'])}")
     print(f"  scenarios whose every real run was quiet (other jobs <= {QUIET} cores): {len(calm)}, strict "
           f"{rate(calm['match'])}, within tolerance {rate(calm['match_tol'])}")
+    if "race_rounds" in every:
+        report_races(every, scenarios)
+
+
+def report_races(every: pd.DataFrame, scenarios: pd.DataFrame) -> None:
+    """The races of each scenario's chosen split against the fastest other one measured: confirmed, refuted or
+    undecided (sign test p >= RACE_ALPHA), per model and bandwidth and over all, beside the single runs' verdict."""
+    raced = every[every["race_rounds"].notna()].assign(
+        outcome=lambda r: r["race_faster"].map({"first": "confirmed", "second": "refuted", "neither": "undecided"}))
+    keyed = raced.set_index(["model", "repeat", "bandwidth"])["outcome"]
+    scenarios = scenarios.join(keyed, on=["model", "repeat", "bandwidth"])
+    counts = pd.crosstab([scenarios["model"], scenarios["bandwidth"]], scenarios["outcome"].fillna("not raced"))
+    rounds = int(raced["race_rounds"].max()) if len(raced) else 0
+    print(f"races of the chosen split against the fastest other split measured ({rounds} alternating real runs each, "
+          f"sign test at p < {RACE_ALPHA}), scenarios by outcome:")
+    print(counts.to_string())
+    total = scenarios["outcome"].value_counts()
+    confirmed, refuted, undecided = (int(total.get(k, 0)) for k in ("confirmed", "refuted", "undecided"))
+    decided = confirmed + refuted
+    print(f"chosen split confirmed faster by its race in {confirmed} of {len(scenarios)} scenarios "
+          f"({confirmed / len(scenarios):.0%}; undecided counted as misses), refuted in {refuted}, undecided in "
+          f"{undecided}; confirmed in {f'{confirmed / decided:.0%}' if decided else 'n/a'} of the {decided} decided")
+    mixed = pd.crosstab(scenarios["match"].map({True: "single runs: match", False: "single runs: miss"}),
+                        scenarios["outcome"].fillna("not raced"))
+    print(mixed.to_string())
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The sides, link and timing budgets of the real runs (shared with split_tie.py)."""
+    parser.add_argument("--device", default="onnxruntime/t1/opt-disable@1")
+    parser.add_argument("--server", default="onnxruntime/t1@0")
+    parser.add_argument("--rtt", default="0ms")
+    parser.add_argument("--part-budget", type=float, default=0.5, help="seconds of timing per part at most")
+    parser.add_argument("--run-budget", type=float, default=0.75, help="seconds of latency timing per real run")
+    parser.add_argument("--stream-seconds", type=float, default=0.5, help="seconds of stream per real run")
+
+
+def protocols(args: argparse.Namespace) -> dict:
+    """The part and real-run protocols of `add_run_options`' budgets, as SplitSession and analyze_split take them."""
+    return {"protocol": replace(PART_PROTOCOL, time_budget_s=args.part_budget),
+            "run_protocol": replace(RUN_PROTOCOL, time_budget_s=args.run_budget)}
 
 
 def main() -> None:
@@ -196,12 +243,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--minutes", type=float, default=8.0, help="start no unit expected to end after this")
     parser.add_argument("--bandwidth", default="10Mbps,100Mbps,1Gbps")
-    parser.add_argument("--device", default="onnxruntime/t1/opt-disable@1")
-    parser.add_argument("--server", default="onnxruntime/t1@0")
-    parser.add_argument("--rtt", default="0ms")
-    parser.add_argument("--part-budget", type=float, default=0.5, help="seconds of timing per part at most")
-    parser.add_argument("--run-budget", type=float, default=0.75, help="seconds of latency timing per real run")
-    parser.add_argument("--stream-seconds", type=float, default=0.5, help="seconds of stream per real run")
+    add_run_options(parser)
+    parser.add_argument("--race-rounds", type=int, default=0, help="race each chosen split against the fastest "
+                        "other measured one, this many alternating real runs each (0: no race)")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -175,12 +176,70 @@ def test_chosen_split_names_the_runner_up_and_close_calls(monkeypatch, capsys):
     text = " ".join(out.split())  # the console wraps long lines
     assert text.count("close call") == 1, out
     assert "close call at 100Mbps: b is predicted only 4.0% slower than the chosen a" in text
-    assert "measured 4.40 ms (chosen) and 4.20 ms (runner-up)" in text
+    assert "measured once 4.40 ms (chosen) and 4.20 ms (runner-up); --race N orders them" in text
     unverified = ranked_plans()
     unverified.table = unverified.table.drop(columns="measured_latency_ms")
     monkeypatch.setattr("hwlat.split.analyze_split", lambda *args, **kwargs: unverified)
     code, out, err = run_main(monkeypatch, capsys, "split", "--model", "nb201:x", *SIDES)
     assert code == 0 and "only real runs of both can order them" in " ".join(out.split()), err
+
+
+@pytest.mark.parametrize("wins, p_value, faster, says", [
+    (1, 0.021, "second", "raced against b 10 times (alternating real runs): b was faster in 9 of 10 (sign test p = 0.021"),
+    (9, 0.021, "first", "the chosen split was faster in 9 of 10 (sign test p = 0.021"),
+    (6, 0.754, "neither", "the chosen split was faster in 6 of 10 (sign test p = 0.75; median chosen / rival 1.010): "
+               "no difference shown in 10 runs each"),
+])
+def test_a_raced_close_call_says_which_is_faster_or_that_it_is_a_tie(monkeypatch, capsys, wins, p_value, faster,
+                                                                     says):
+    raced = ranked_plans()
+    best = raced.table.index[(raced.table["bandwidth"] == "100Mbps") & raced.table["best_latency"]][0]
+    for key, value in {"race_rival": "b", "race_rounds": 10, "race_first_wins": wins, "race_p_value": p_value,
+                       "race_median_ratio": 1.01, "race_faster": faster}.items():
+        raced.table.loc[best, key] = value
+    monkeypatch.setattr("hwlat.split.analyze_split", lambda *args, **kwargs: raced)
+    code, out, err = run_main(monkeypatch, capsys, "split", "--model", "nb201:x", *SIDES, "--race", "10")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert says in text and "measured once" not in text, out
+
+
+def test_race_orders_two_plans_by_alternating_real_runs(branchy):
+    link = Link(1e6)  # 1 Mbps: server-only sends the input (~1.7 ms on the wire), device-only sends nothing
+    with SplitSession(f"onnx:{branchy}", [parse_side("onnxruntime/t1/opt-disable@1"),
+                                          parse_side("onnxruntime/t1@0")], **QUICK) as session:
+        device_only, server_only = session.plan_after("float"), session.plan_after("input")
+        raced = session.race(device_only, server_only, link, rounds=6)
+        with pytest.raises(HwlatError, match="at least 1 round"):
+            session.race(device_only, server_only, link, rounds=0)
+        with pytest.raises(HwlatError, match="two different plans"):
+            session.race(device_only, device_only, link, rounds=2)
+    assert raced["race_rounds"] == 6 and raced["race_first_wins"] == 6
+    assert raced["race_p_value"] == pytest.approx(2 / 2 ** 6) and raced["race_median_ratio"] < 0.5
+    assert raced["race_faster"] == "first"
+
+
+def test_cli_races_the_chosen_split_against_its_rival_for_real(monkeypatch, capsys, branchy):
+    monkeypatch.setattr("hwlat.split._api.CLOSE_CALL", 1e9)  # every choice with a runner-up is a close call now
+    common = ["split", "--model", f"onnx:{branchy}", *SIDES, "--bandwidth", "1Mbps", "--cut", "input,skip,float",
+              "--time-budget", "0.1", "--run-budget", "0.3", "--json"]
+    code, out, err = run_main(monkeypatch, capsys, *common, "--race", "2")
+    assert code == 0, err
+    result = json.loads(out)
+    plans, chosen = pd.DataFrame(result["plans"]), result["chosen"][0]
+    assert chosen["race_rival"] == chosen["runner_up"]  # nothing measured before the race: the predicted runner-up
+    assert chosen["race_rounds"] == 2 and chosen["race_first_wins"] in (0, 1, 2) and chosen["race_median_ratio"] > 0
+    code, out, err = run_main(monkeypatch, capsys, *common, "--race", "1", "--verify")
+    assert code == 0, err
+    result = json.loads(out)
+    plans, chosen = pd.DataFrame(result["plans"]), result["chosen"][0]
+    others = plans[plans["plan"] != chosen["plan"]]
+    assert chosen["race_rival"] == others.loc[others["measured_latency_ms"].idxmin(), "plan"]  # the fastest measured
+    assert plans["race_rounds"].notna().sum() == 1  # only the chosen row carries the race
+    code, _, err = run_main(monkeypatch, capsys, "split", "--model", f"onnx:{branchy}", "--race", "-1")
+    assert code == 2 and "race rounds must be >= 0" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(HwlatError, match="race must be close or all"):
+        analyze_split(f"onnx:{branchy}", [parse_side("onnxruntime/t1@0")] * 2, [1e6], race="sometimes")
 
 
 @pytest.mark.parametrize("cut, message", [

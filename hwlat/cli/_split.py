@@ -25,6 +25,9 @@ def split(
     list_cuts: bool = typer.Option(False, "--list-cuts", help="Print the valid cut points and exit."),
     verify: bool = typer.Option(False, "--verify", help="Run the front (with --cut: every listed cut) for real over TCP."),
     verify_all: bool = typer.Option(False, "--verify-all", help="Run every evaluated split for real."),
+    race: int = typer.Option(0, help="For each close call, run the chosen split and its rival (the runner-up; when "
+                             "every split was run, the fastest other one measured) for real this many times each, "
+                             "alternately, and test which is faster (sign test)."),
     trials: int = typer.Option(60, help="Optuna trials per bandwidth when plans are too many to enumerate."),
     enumerate_limit: int = typer.Option(100, help="Enumerate all plans when there are at most this many."),
     time_budget: float = typer.Option(0.5, help="Seconds of timing per measured part (segment, codec) at most."),
@@ -63,7 +66,7 @@ def split(
     sides = [parse_side(device), *servers, *[servers[-1]] * (stages - 1 - len(servers))]
     console = Console(stderr=True, quiet=as_json)
     result = analyze_split(model, sides, links, rtt_ms=parse_duration_ms(rtt), compression=compression,
-                           max_tensors=max_tensors, cuts=names,
+                           max_tensors=max_tensors, cuts=names, race_rounds=race,
                            verify="all" if verify_all or (verify and names) else "front" if verify else "none",
                            trials=trials, enumerate_limit=enumerate_limit,
                            protocol=replace(PART_PROTOCOL, time_budget_s=time_budget),
@@ -100,15 +103,32 @@ def split(
             continue
         pair = [(choice["bandwidth"], choice[key]) for key in ("plan", "runner_up")]
         runs = [] if measured is None else [float(measured[key]) for key in pair if key in measured.index]
-        verdict = (f"measured {runs[0]:.2f} ms (chosen) and {runs[1]:.2f} ms (runner-up)"
-                   if len(runs) == 2 and all(r == r for r in runs)
-                   else "only real runs of both can order them (--verify-all, or --cut naming both)")
+        verdict = _race_verdict(choice) or (
+            f"measured once {runs[0]:.2f} ms (chosen) and {runs[1]:.2f} ms (runner-up); --race N orders them "
+            "beyond the run-to-run spread" if len(runs) == 2 and all(r == r for r in runs)
+            else "only real runs of both can order them (--race N)")
         out.print(f"[yellow]close call[/yellow] at {choice['bandwidth']}: {choice['runner_up']} is predicted only "
                   f"{choice['runner_up_margin']:.1%} slower than the chosen {choice['plan']} (under {CLOSE_CALL:.0%},"
                   f" about the 90th percentile of prediction error measured here); {verdict}")
     out.print(f"{len(result.cuts)} cut points; sides: {result.settings['sides']}")
     for path in paths:
         out.print(f"wrote {path}")
+
+
+def _race_verdict(choice) -> str | None:
+    """What a race of the chosen split and its rival found (None when they were not raced)."""
+    rounds = choice.get("race_rounds")
+    if rounds is None or rounds != rounds:
+        return None
+    rounds, wins, p_value = int(rounds), int(choice["race_first_wins"]), float(choice["race_p_value"])
+    rival = choice["race_rival"]
+    raced = f"raced against {rival} {rounds} times (alternating real runs)"
+    ratio = f"median chosen / rival {choice['race_median_ratio']:.3f}"
+    if choice["race_faster"] != "neither":
+        winner, count = ("the chosen split", wins) if choice["race_faster"] == "first" else (rival, rounds - wins)
+        return f"{raced}: {winner} was faster in {count} of {rounds} (sign test p = {p_value:.3f}; {ratio})"
+    return (f"{raced}: the chosen split was faster in {wins} of {rounds} (sign test p = {p_value:.2f}; {ratio}): "
+            f"no difference shown in {rounds} runs each")
 
 
 def _print_cuts(model: str, compression: str, max_tensors: int, as_json: bool) -> None:

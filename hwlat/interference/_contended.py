@@ -78,7 +78,10 @@ class ContendedSliceInterference(InterferenceModel):
         def loss(params: np.ndarray, log_width: float | None = None) -> float:
             beta, log_sensitivity = params[:k], params[k:k + len(names)]
             width = np.exp(params[-1] if log_width is None else log_width)
-            error = self._log_slowdowns(beta, log_sensitivity[index], width, pressure, slices) - log_targets
+            # trial steps far from the optimum can overflow exp() or reach log(0) (a loss of inf or nan for that
+            # step); silencing the warnings changes no value
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                error = self._log_slowdowns(beta, log_sensitivity[index], width, pressure, slices) - log_targets
             return float(np.mean(np.sqrt(error ** 2 + _EPS ** 2)) + self.ridge * np.mean(log_sensitivity ** 2))
 
         fixed = np.log(self.smoothing)

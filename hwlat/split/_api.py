@@ -30,6 +30,8 @@ CALIBRATION_SPINS_MS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 #: percentile of a single plan's |predicted / measured latency - 1| in real runs here (10.8 % over 891 runs,
 #: BENCHMARKS.md), so their order may be the other way round; only real runs of both (`verify`) can tell
 CLOSE_CALL = 0.10
+#: a race (`SplitSession.race`) names the faster plan when its sign test's p-value is below this
+RACE_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,34 @@ class SplitSession:
         return {key: measured[key] for key in ("measured_latency_ms", "measured_latency_ci_rel",
                                                "measured_throughput_per_s")}
 
+    def race(self, first: Plan, second: Plan, link: Link, rounds: int) -> dict:
+        """Run two plans for real `rounds` times each, alternately (first, second, then second, first, ...), so
+        that the machine's drift hits both alike: how often `first` was faster, a two-sided sign test of that, the
+        median of the paired latency ratios first / second, and which is faster ("first", "second", or "neither" when
+        p >= `RACE_ALPHA`). Latency only: each run's stream is the shortest.
+
+        One real run of each cannot order plans closer than the run-to-run spread: ResNet-18 device-only against
+        server-only at 1 Gbps was measured faster in 11 and 9 of 20 rounds here (BENCHMARKS.md).
+        """
+        from scipy.stats import binomtest
+
+        if rounds < 1:
+            raise HwlatError(f"a race needs at least 1 round, got {rounds}")
+        if first == second:
+            raise HwlatError(f"a race needs two different plans, got {self.label(first)} twice")
+        predicted = {plan: self.evaluate(plan, link) for plan in (first, second)}
+        ratios = []
+        for index in range(rounds):
+            order = (first, second) if index % 2 == 0 else (second, first)
+            measured = {plan: self.verify(plan, link, predicted[plan], seconds=0.0)["measured_latency_ms"]
+                        for plan in order}
+            ratios.append(measured[first] / measured[second])
+        wins, decided = sum(r < 1 for r in ratios), sum(r != 1 for r in ratios)
+        p_value = float(binomtest(wins, decided).pvalue) if decided else 1.0
+        faster = "neither" if p_value >= RACE_ALPHA else "first" if 2 * wins > decided else "second"
+        return {"race_rounds": rounds, "race_first_wins": wins, "race_p_value": p_value,
+                "race_median_ratio": float(pd.Series(ratios).median()), "race_faster": faster}
+
 
 @dataclass
 class SplitResult:
@@ -240,12 +270,10 @@ class SplitResult:
         `close_call` (a margin under `CLOSE_CALL`: run both for real before relying on the order)."""
         rows = []
         for _, plans in self.table.groupby("bandwidth", sort=False):
-            ranked = plans.sort_values("latency_ms", kind="stable")
-            best = ranked[ranked["best_latency"]].iloc[0]
-            others = ranked[~ranked["best_latency"]]
-            margin = others["latency_ms"].iloc[0] / best["latency_ms"] - 1 if len(others) else float("nan")
-            rows.append(best.to_dict() | {"runner_up": others["plan"].iloc[0] if len(others) else None,
-                                          "runner_up_margin": margin, "close_call": bool(margin < CLOSE_CALL)})
+            best, runner_up, margin = _best_and_runner_up(plans)
+            rows.append(plans.loc[best].to_dict() | {
+                "runner_up": None if runner_up is None else plans.loc[runner_up, "plan"],
+                "runner_up_margin": margin, "close_call": bool(margin < CLOSE_CALL)})
         return pd.DataFrame(rows)
 
     def report(self, prefix: str):
@@ -277,6 +305,17 @@ class SplitResult:
                           else (lambda p: p.write_text(json.dumps(summary, indent=2, default=str)))
                           for path, kind in paths.items()})
         return [*written, *paths]
+
+
+def _best_and_runner_up(plans: pd.DataFrame) -> tuple:
+    """Index labels of a bandwidth's chosen plan (`best_latency`) and of the next by predicted latency (None if
+    it is alone), and how much slower that runner-up is predicted (relative; NaN when alone)."""
+    ranked = plans.sort_values("latency_ms", kind="stable")
+    best = ranked.index[ranked["best_latency"]][0]
+    others = ranked.index[~ranked["best_latency"]]
+    if not len(others):
+        return best, None, float("nan")
+    return best, others[0], plans.loc[others[0], "latency_ms"] / plans.loc[best, "latency_ms"] - 1
 
 
 def check_report_prefix(prefix: str):
@@ -316,17 +355,24 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                   enumerate_limit: int = 100, trials: int = 60, seed: int = 0,
                   protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
                   stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None,
-                  cuts: Sequence[str] | None = None) -> SplitResult:
+                  cuts: Sequence[str] | None = None, race_rounds: int = 0, race: str = "close") -> SplitResult:
     """Rank split plans of `model` over `sides` (device first) for each bandwidth (bit/s), optionally verified.
 
     `cuts` (node or tensor names) restricts the plans to those cut points (each one a plan with 2 stages).
     Plans are enumerated when there are at most `enumerate_limit`, else searched with Optuna (`trials` per
     bandwidth). `verify`: "none", "chosen" (the lowest-latency plan), "front" or "all" are run for real;
     parts are timed with `protocol`, real runs' latency with `run_protocol`, their throughput over about
-    `stream_seconds` of stream.
+    `stream_seconds` of stream. With `race_rounds`, the chosen plan is raced (`SplitSession.race`) against its
+    rival, the fastest other plan measured when all were run (verify="all"), else the predicted runner-up: at close
+    calls (`race="close"`: runner-up predicted less than `CLOSE_CALL` slower) or at every bandwidth (`race="all"`).
+    The chosen row gets the race's columns and `race_rival`.
     """
     if verify not in ("none", "chosen", "front", "all"):
         raise HwlatError(f"verify must be none, chosen, front or all, got {verify!r}")
+    if race_rounds < 0:
+        raise HwlatError(f"race rounds must be >= 0, got {race_rounds}")
+    if race not in ("close", "all"):
+        raise HwlatError(f"race must be close or all, got {race!r}")
     if not bandwidths:
         raise HwlatError("at least one bandwidth is needed")
     links = [Link(bandwidth, rtt_ms) for bandwidth in bandwidths]
@@ -353,6 +399,13 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                     frame.loc[index, key] = value
                 if on_plan:
                     on_plan(row["plan"], {**row.to_dict(), **measured})
+            best, runner_up, margin = _best_and_runner_up(frame)
+            if race_rounds and runner_up is not None and (race == "all" or margin < CLOSE_CALL):
+                rival = (frame.drop(index=best)["measured_latency_ms"].idxmin() if verify == "all" else runner_up)
+                raced = session.race(*(Plan(tuple(frame.loc[i, "positions"])) for i in (best, rival)), link,
+                                     race_rounds)
+                for key, value in {"race_rival": frame.loc[rival, "plan"], **raced}.items():
+                    frame.loc[best, key] = value
             rows.append(frame)
         table = pd.concat(rows, ignore_index=True)
         if verify != "none":
@@ -363,8 +416,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                     "cut_points": len(session.cuts),
                     "candidate_cuts": None if cuts is None else [session.cuts[p].after for p in session.candidates],
                     "search": "enumeration" if exhaustive else f"optuna TPE, {trials} trials",
-                    "verify": verify, "part_protocol": protocol.as_dict(), "run_protocol": run_protocol.as_dict(),
-                    "stream_seconds": stream_seconds,
+                    "verify": verify, "race_rounds": race_rounds, "race": race, "part_protocol": protocol.as_dict(),
+                    "run_protocol": run_protocol.as_dict(), "stream_seconds": stream_seconds,
                     "note": "all sides run on this machine's CPU in separate processes pinned as given; the link is "
                             "loopback TCP rate-limited by a token-bucket writer, delayed by RTT/2 per message"}
         return SplitResult(table, session.cuts, settings)
