@@ -219,7 +219,7 @@ def test_race_orders_two_plans_by_alternating_real_runs(branchy):
     assert raced["race_faster"] == "first"
 
 
-def test_cli_races_the_chosen_split_against_its_rival_for_real(monkeypatch, capsys, branchy):
+def test_cli_races_the_chosen_split_against_its_rival_for_real(monkeypatch, capsys, branchy, tmp_path):
     monkeypatch.setattr("hwlat.split._api.CLOSE_CALL", 1e9)  # every choice with a runner-up is a close call now
     common = ["split", "--model", f"onnx:{branchy}", *SIDES, "--bandwidth", "1Mbps", "--cut", "input,skip,float",
               "--time-budget", "0.1", "--run-budget", "0.3", "--json"]
@@ -229,13 +229,16 @@ def test_cli_races_the_chosen_split_against_its_rival_for_real(monkeypatch, caps
     plans, chosen = pd.DataFrame(result["plans"]), result["chosen"][0]
     assert chosen["race_rival"] == chosen["runner_up"]  # nothing measured before the race: the predicted runner-up
     assert chosen["race_rounds"] == 2 and chosen["race_first_wins"] in (0, 1, 2) and chosen["race_median_ratio"] > 0
-    code, out, err = run_main(monkeypatch, capsys, *common, "--race", "1", "--verify")
+    code, out, err = run_main(monkeypatch, capsys, *common, "--race", "1", "--verify", "--report",
+                              str(tmp_path / "raced"))
     assert code == 0, err
     result = json.loads(out)
     plans, chosen = pd.DataFrame(result["plans"]), result["chosen"][0]
     others = plans[plans["plan"] != chosen["plan"]]
     assert chosen["race_rival"] == others.loc[others["measured_latency_ms"].idxmin(), "plan"]  # the fastest measured
     assert plans["race_rounds"].notna().sum() == 1  # only the chosen row carries the race
+    page = json.loads((tmp_path / "raced-1Mbps.json").read_text())  # the front's report names the race too
+    assert page["settings"]["race_rival"] == chosen["race_rival"] and page["settings"]["race_rounds"] == 1
     code, _, err = run_main(monkeypatch, capsys, "split", "--model", f"onnx:{branchy}", "--race", "-1")
     assert code == 2 and "race rounds must be >= 0" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(HwlatError, match="race must be close or all"):

@@ -32,6 +32,8 @@ CALIBRATION_SPINS_MS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 CLOSE_CALL = 0.10
 #: a race (`SplitSession.race`) names the faster plan when its sign test's p-value is below this
 RACE_ALPHA = 0.05
+#: what a race adds to the chosen plan's row (and to the report's settings)
+_RACE_KEYS = ("race_rival", "race_rounds", "race_first_wins", "race_p_value", "race_median_ratio", "race_faster")
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,9 @@ class SplitResult:
         choices = {row["bandwidth"]: {"chosen": row["plan"], "close_call": bool(row["close_call"]),
                                       **({"runner_up": row["runner_up"],
                                           "runner_up_margin": round(float(row["runner_up_margin"]), 4)}
-                                         if isinstance(row["runner_up"], str) else {})}
+                                         if isinstance(row["runner_up"], str) else {}),
+                                      **({key: row[key] for key in _RACE_KEYS}
+                                         if isinstance(row.get("race_rival"), str) else {})}
                    for row in self.chosen().to_dict("records")}
         written = []
         for bandwidth, rows in self.table.groupby("bandwidth", sort=False):
