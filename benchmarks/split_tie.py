@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import time
+
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from hwlat._errors import HwlatError
 from hwlat.split import Link, Plan, SplitSession, parse_bandwidth, parse_duration_ms, parse_side
 from split_points import add_run_options, protocols  # this folder is on sys.path when run as a script
 
@@ -58,14 +60,17 @@ def main() -> None:
         parser.error(f"--plans needs two different plans, got {args.plans!r}")
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
-    sides = [parse_side(args.device), parse_side(args.server)]
-    link = Link(parse_bandwidth(args.bandwidth), parse_duration_ms(args.rtt))
     rows = []
-    for index in range(args.rounds):
-        order = names if index % 2 == 0 else names[::-1]
-        started = time.strftime("%H:%M:%S")
-        rows += [row | {"round": index, "started": started} for row in one_round(args, sides, link, order)]
-        print(f"round {index + 1}/{args.rounds} done ({started})", flush=True)
+    try:  # a bad side, bandwidth, model or plan name is a one-line error
+        sides = [parse_side(args.device), parse_side(args.server)]
+        link = Link(parse_bandwidth(args.bandwidth), parse_duration_ms(args.rtt))
+        for index in range(args.rounds):
+            order = names if index % 2 == 0 else names[::-1]
+            started = time.strftime("%H:%M:%S")
+            rows += [row | {"round": index, "started": started} for row in one_round(args, sides, link, order)]
+            print(f"round {index + 1}/{args.rounds} done ({started})", flush=True)
+    except HwlatError as exc:
+        parser.error(str(exc))
     table = pd.DataFrame(rows)
     wide = table.pivot(index="round", columns="plan", values=["predicted_ms", "measured_latency_ms"])
     first, second = names

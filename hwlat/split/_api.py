@@ -28,7 +28,7 @@ RUN_PROTOCOL = MeasurementProtocol(warmup_runs=3, warmup_seconds=0.0, min_repeat
 CALIBRATION_SPINS_MS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 #: a chosen split is a close call when the runner-up is predicted less than this much slower: about the 90th
 #: percentile of a single plan's |predicted / measured latency - 1| in real runs here (10.8 % over 891 runs,
-#: BENCHMARKS.md), so their order may be the other way round; only real runs of both (`verify`) can tell
+#: BENCHMARKS.md), so their order may be the other way round; only real runs of both can tell (`race`)
 CLOSE_CALL = 0.10
 #: a race (`SplitSession.race`) names the faster plan when its sign test's p-value is below this
 RACE_ALPHA = 0.05
