@@ -248,6 +248,8 @@ def main() -> None:
                         "other measured one, this many alternating real runs each (0: no race)")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
+    if args.race_rounds < 0:
+        parser.error(f"--race-rounds must be >= 0, got {args.race_rounds}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sides = [parse_side(args.device), parse_side(args.server)]
