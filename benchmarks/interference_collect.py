@@ -8,7 +8,8 @@ and leave-target-out. `--denser` records instead 7 other cells (ONNX Runtime, 1 
 between the grid's, beside every workload, as a dataset of their own (pinned: data/interference-cpu-pinned-b).
 `--knife-edge` records 6 other cells as PyTorch 1-thread targets, chosen by their data/nb201-cpu PyTorch latency
 (`KNIFE_EDGE_MS`) to take about half a scheduler slice on the recreated, ~1.8x faster VM, where the median slowdown
-beside a CPU-bound co-runner on the target's core flips (pinned: data/interference-cpu-pinned-c).
+beside a CPU-bound co-runner on the target's core flips (pinned: data/interference-cpu-pinned-c; run again with
+another `--out`, the next-nearest cells not yet recorded: data/interference-cpu-pinned-f).
 `--knife-edge-ort` does the same with 6 ONNX Runtime 1-thread cells (`KNIFE_EDGE_ORT_MS`, the slowest of
 data/nb201-cpu), which take 0.34-0.46 of a slice there, just below the flip (pinned: data/interference-cpu-pinned-d;
 run again with another `--out`, the next-nearest cells not yet recorded: data/interference-cpu-pinned-e).
@@ -24,6 +25,8 @@ Prints the figures quoted in BENCHMARKS.md: scenarios, disturbed, recording time
     python benchmarks/interference_collect.py --placement pinned --knife-edge-ort   # 6 cells -> ...-pinned-d
     python benchmarks/interference_collect.py --placement pinned --knife-edge-ort --out data/interference-cpu-pinned-e \
         --db /tmp/hwlat-interference-pinned-e/colocation.sqlite                   # 6 more cells -> ...-pinned-e
+    python benchmarks/interference_collect.py --placement pinned --knife-edge --out data/interference-cpu-pinned-f \
+        --db /tmp/hwlat-interference-pinned-f/colocation.sqlite                   # 6 more cells -> ...-pinned-f
     python benchmarks/interference_collect.py --pilot                # 20 scenarios -> /tmp/hwlat-interference-pilot
 """
 
@@ -114,10 +117,11 @@ def knife_edge_pass(exclude: set[str], runtime: str = "torch") -> tuple[list[str
     return [f"nb201:{c}@{suffix}" for c in cells], workloads, [1.0]
 
 
-def recorded_cells() -> set[str]:
-    """NB201 cells of the shipped pinned datasets."""
+def recorded_cells(out: Path) -> set[str]:
+    """NB201 cells of the shipped pinned datasets but `out` (the one being recorded: a rerun after its export resumes
+    the same cells)."""
     return {target.split(":", 1)[1] for path in sorted(ROOT.glob("data/interference-cpu-pinned*/scenarios.csv"))
-            for target in pd.read_csv(path)["target"]}
+            if path.parent.resolve() != out.resolve() for target in pd.read_csv(path)["target"]}
 
 
 def copy_retest(scenarios: pd.DataFrame, out: Path) -> int:
@@ -197,8 +201,8 @@ def main() -> None:
     args.db.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     chunks, commands, totals = 0, {}, {"recorded": 0, "disturbed": 0, "failed": 0}
-    other = ([denser_pass()] if args.denser else [knife_edge_pass(recorded_cells())] if args.knife_edge
-             else [knife_edge_pass(recorded_cells(), "onnxruntime")] if args.knife_edge_ort else [])
+    other = ([denser_pass()] if args.denser else [knife_edge_pass(recorded_cells(out))] if args.knife_edge
+             else [knife_edge_pass(recorded_cells(out), "onnxruntime")] if args.knife_edge_ort else [])
     grid = [] if other else plan(args.pilot)[:args.passes]
     pending = dict(enumerate(other or grid))
     while pending:

@@ -24,6 +24,8 @@ are the transformer learning that correction (relative / L1 loss, load+threads+s
 mixture at the target's latency under the measured pressure (hwlat.interference.ContendedSliceInterference: a few
 parameters fitted, `contended-slice-refill` with the refill, `contended-slice-mem` with the memory probes only) and
 `gb-l1-over-contended` boosts the correction to it.
+`--statistic mean` makes the mean slowdown (mean co-located latency over the isolated median; what throughput
+follows, without the median's knife edge) the headline of the tables, the goals and the summary instead of the median.
 Each split also prints the MAE %
 of the scenarios with and without a co-runner thread on the target's cores (pinned datasets: where `pinned_cpus` puts
 them), and whether each model meets the goals.
@@ -44,7 +46,7 @@ expected error of a perfect predictor of the mean slowdown when both recordings 
 only re-recordings with the dataset's placement and phase length count.
 Usage: python benchmarks/interference_models.py [--data data/interference-cpu ...] [--folds 5]
        [--seed 0 | --seeds 0,1,2] [--models none,linear,gb,transformer] [--splits workload,target] [--members 5]
-       [--threads 1] [--json FILE]
+       [--threads 1] [--json FILE] [--statistic median|mean]
        [--test-data DIR | --extra-train DIR]
        python benchmarks/interference_models.py --summarize s0.json,s1.json,s2.json
 """
@@ -60,7 +62,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwlat.interference import InterferenceData, cross_validate, evaluate_on, make_model, mae_percent
+from hwlat.interference import TARGETS, InterferenceData, cross_validate, evaluate_on, make_model, mae_percent
+from hwlat.profilers import load_colocation_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 #: nested-CV candidates (each outer training fold picks one by inner grouped CV; its test fold is never seen)
@@ -130,11 +133,11 @@ def model(label: str, seed: int, members: int, threads: int):
     return make_model(kind, **({"random_state": seed} if kind == "gb" else {}), **settings)
 
 
-def by_sharing(predictions: pd.DataFrame, sharing: dict[str, bool]) -> dict:
-    """Pooled MAE % of the median slowdown over the held-out scenarios with ("shared") and without ("alone") a
-    co-runner thread on the target's cores; None for a group without scenarios."""
+def by_sharing(predictions: pd.DataFrame, sharing: dict[str, bool], target: str) -> dict:
+    """Pooled MAE % of `target` over the held-out scenarios with ("shared") and without ("alone") a co-runner thread
+    on the target's cores; None for a group without scenarios."""
     shared = predictions["scenario_id"].map(sharing).astype(bool)
-    return {f"mae_slowdown_{name}": mae_percent(predictions.loc[rows, "pred_slowdown"], predictions.loc[rows, "slowdown"])
+    return {f"mae_{target}_{name}": mae_percent(predictions.loc[rows, f"pred_{target}"], predictions.loc[rows, target])
             if rows.any() else None for name, rows in (("shared", shared), ("alone", ~shared))}
 
 
@@ -142,28 +145,34 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _scaled(figures: dict, key: str, scale: float) -> str:
+    """figures[key] * scale, formatted ("n/a" when absent)."""
+    return _fmt(figures[key] * scale if key in figures else None)
+
+
 def noise_ceiling(data_dirs: list[Path]) -> dict | None:
     """Test-retest errors of the slowdowns: scenarios recorded again with their dataset's placement and phase length,
     scored like a model that predicts the second measurement (|retest - original| / original), pooled over the
-    datasets that have a retest file; None when none has."""
+    datasets that have a retest file (the mean slowdown over those whose retest file has it); None when none has."""
     errors = []
     for data_dir in data_dirs:
         path = data_dir / RETEST
         if not path.exists():
             continue
         retest = pd.read_csv(path)
-        original = pd.read_csv(data_dir / "scenarios.csv").set_index("scenario_id")
+        original = load_colocation_dataset(data_dir)[0].set_index("scenario_id")  # with the mean slowdown
         placement = original["placement"].iloc[0] if "placement" in original.columns else "free"
         same = retest["placement"] == placement if "placement" in retest.columns else placement == "free"
         retest = retest[same & (retest["phase_s"] == original["phase_s"].iloc[0])]
         measured = original.loc[retest["scenario_id"]]
         errors.append(pd.DataFrame({t: np.abs(retest[t].to_numpy() / measured[t].to_numpy() - 1) * 100
-                                    for t in ("slowdown", "slowdown_p90", "slowdown_p99")}))
+                                    for t in TARGETS if t in retest.columns}))
     errors = pd.concat(errors, ignore_index=True) if errors else pd.DataFrame()
     if errors.empty:
         return None
-    return {"n": len(errors), **{f"mae_{t}": float(errors[t].mean()) for t in errors.columns},
-            "median_ape_slowdown": float(errors["slowdown"].median())}
+    return {**{f"n_{t}": int(errors[t].notna().sum()) for t in errors.columns},
+            **{f"mae_{t}": float(errors[t].mean()) for t in errors.columns},
+            **{f"median_ape_{t}": float(errors[t].median()) for t in errors.columns}}
 
 
 def load_all(paths: list[Path]) -> InterferenceData:
@@ -176,6 +185,8 @@ def load_all(paths: list[Path]) -> InterferenceData:
 
 #: the issue's goal: at least this much lower MAE than gradient boosting
 GOAL_VS_GB = 0.28
+#: `--statistic` -> the target whose MAE the tables, goals and summary lead with
+STATISTICS = {"median": "slowdown", "mean": "slowdown_mean"}
 
 
 def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharing: dict[str, bool],
@@ -183,7 +194,8 @@ def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharin
              extra: InterferenceData | None = None) -> list[dict]:
     """Cross-validate every model of `--models` on every split with `seed`, `extra` joining the training folds
     (split "dataset": fit on `data`, score on `test`); prints the tables, returns the figures (one record per model
-    and split, with its seed)."""
+    and split, with its seed). The tables' headline (vs gb, goals, shared / alone) is the `--statistic`'s slowdown."""
+    t = STATISTICS[args.statistic]
     everything = []
     for split in args.splits.split(","):
         results = {}
@@ -196,46 +208,48 @@ def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharin
                                         seed, grid=grid, tune_params={"members": 2} if label.startswith("trans")
                                         else None, extra_train=extra)
             results[label] = {**result.summary(), "model": label, "seed": seed,
-                              **by_sharing(result.predictions, sharing)}
+                              **by_sharing(result.predictions, sharing, t)}
             if grid:
                 results[label]["chosen"] = result.folds["chosen"].tolist()
             print(f"  [{split}] {label}: done in {results[label]['fit_s']:.1f} s of training"
                   f"{' (incl. nested tuning)' if grid else ''}", flush=True)
-        gb = results.get("gb", {}).get("mae_slowdown")
-        none = results.get("none", {}).get("mae_slowdown")
+        gb = results.get("gb", {}).get(f"mae_{t}")
+        none = results.get("none", {}).get(f"mae_{t}")
         trained_on = ", ".join(map(str, args.data))
         print(f"\ntrained on {trained_on}, tested on {args.test_data} (seed {seed})" if split == "dataset"
               else f"\nleave-{split}-out ({args.folds} folds, seed {seed})")
-        print("MAE % (slowdown, pooled) by co-runner on the target's cores: " + "; ".join(
-            f"{label} shared {_fmt(s['mae_slowdown_shared'])} / alone {_fmt(s['mae_slowdown_alone'])}"
+        print(f"MAE % ({t}, pooled) by co-runner on the target's cores: " + "; ".join(
+            f"{label} shared {_fmt(s[f'mae_{t}_shared'])} / alone {_fmt(s[f'mae_{t}_alone'])}"
             for label, s in results.items()))
-        print(f"{'model':<17} {'MAE slowdown':>12} {'median APE':>10} {'MAE p90':>8} {'MAE p99':>8} {'vs gb':>7} "
-              f"{'vs none':>7} {'train s':>8}  per fold (slowdown)")
+        print(f"{'model':<17} {'MAE median':>10} {'MAE p90':>8} {'MAE p99':>8} {'MAE mean':>8} "
+              f"{'median APE':>10} {'vs gb':>7} {'vs none':>7} {'train s':>8}  per fold ({t}; median APE and vs: "
+              f"{t} too)")
         for label, s in results.items():
-            s["improvement_over_gb"] = 1 - s["mae_slowdown"] / gb if gb else None
+            s["improvement_over_gb"] = 1 - s[f"mae_{t}"] / gb if gb else None
             vs_gb = f"{100 * s['improvement_over_gb']:+6.1f}%" if gb else "n/a"
-            vs_none = f"{100 * (1 - s['mae_slowdown'] / none):+6.1f}%" if none else "n/a"
-            print(f"{label:<17} {s['mae_slowdown']:12.2f} {s['median_ape_slowdown']:10.2f} "
-                  f"{s['mae_slowdown_p90']:8.2f} {s['mae_slowdown_p99']:8.2f} {vs_gb:>7} {vs_none:>7} "
-                  f"{s['fit_s']:8.1f}  {' '.join(f'{v:.2f}' for v in s['fold_mae_slowdown'])}")
+            vs_none = f"{100 * (1 - s[f'mae_{t}'] / none):+6.1f}%" if none else "n/a"
+            print(f"{label:<17} {s['mae_slowdown']:10.2f} {s['mae_slowdown_p90']:8.2f} {s['mae_slowdown_p99']:8.2f} "
+                  f"{s['mae_slowdown_mean']:8.2f} {s[f'median_ape_{t}']:10.2f} {vs_gb:>7} {vs_none:>7} "
+                  f"{s['fit_s']:8.1f}  {' '.join(f'{v:.2f}' for v in s[f'fold_mae_{t}'])}")
         if ceiling and split != "dataset":
-            print(f"{'noise: retest':<17} {ceiling['mae_slowdown']:12.2f} {ceiling['median_ape_slowdown']:10.2f} "
-                  f"{ceiling['mae_slowdown_p90']:8.2f} {ceiling['mae_slowdown_p99']:8.2f}  (n={ceiling['n']}: a second "
-                  f"recording of the scenario used as the prediction)")
-            print(f"{'noise: ideal':<17} {ceiling['mae_slowdown'] / 2 ** 0.5:12.2f} "
-                  f"{ceiling['median_ape_slowdown'] / 2 ** 0.5:10.2f} {ceiling['mae_slowdown_p90'] / 2 ** 0.5:8.2f} "
-                  f"{ceiling['mae_slowdown_p99'] / 2 ** 0.5:8.2f}  (retest / sqrt 2: the expected error of a "
-                  f"perfect predictor of the mean slowdown)")
+            for label, scale, note in (("noise: retest", 1.0, "a second recording of the scenario used as the "
+                                                               "prediction"),
+                                       ("noise: ideal", 2 ** -0.5, "retest / sqrt 2: the expected error of a perfect "
+                                                                   "predictor of the scenario's expected slowdowns")):
+                print(f"{label:<17} " + " ".join(f"{_scaled(ceiling, f'mae_{target}', scale):>{width}}"
+                                                 for target, width in zip(TARGETS, (10, 8, 8, 8)))
+                      + f" {_scaled(ceiling, f'median_ape_{t}', scale):>10}  "
+                      f"(n={ceiling.get(f'n_{t}', 0)} for {t}: {note})")
         for label in [label for label in results if label not in ("none", "gb")]:
             if gb and split != "dataset":  # the issue's goals are on held-out workloads and targets
                 s = results[label]
-                print(f"goals ({label}): MAE <= 5 %: {'met' if s['mae_slowdown'] <= 5 else 'NOT met'} "
-                      f"({s['mae_slowdown']:.2f} %); >= 28 % better than gb: "
+                print(f"goals ({label}, {t}): MAE <= 5 %: {'met' if s[f'mae_{t}'] <= 5 else 'NOT met'} "
+                      f"({s[f'mae_{t}']:.2f} %); >= 28 % better than gb: "
                       f"{'met' if s['improvement_over_gb'] >= GOAL_VS_GB else 'NOT met'} "
                       f"({100 * s['improvement_over_gb']:+.1f} %)")
             if label in ("transformer", "transformer-tuned") and "gb-tuned" in results:
                 print(f"  {label} vs gb-tuned: "
-                      f"{100 * (1 - results[label]['mae_slowdown'] / results['gb-tuned']['mae_slowdown']):+.1f} %")
+                      f"{100 * (1 - results[label][f'mae_{t}'] / results['gb-tuned'][f'mae_{t}']):+.1f} %")
         for label in ("transformer-tuned", "gb-tuned"):
             if label in results:
                 print(f"  {label} picked per fold: {'; '.join(results[label]['chosen'])}")
@@ -243,11 +257,12 @@ def evaluate(args: argparse.Namespace, data: InterferenceData, seed: int, sharin
     return everything
 
 
-def seed_summary(records: list[dict]) -> None:
-    """Per split and model: MAE % of the median slowdown per seed and its mean over seeds, each with the improvement
-    over gb (of the same seed; of gb's mean), and whether the model beats gb by GOAL_VS_GB on every seed of every
-    split (a model or gb missing on some seed or split: not met)."""
-    table = {(r["split"], r["model"], r["seed"]): r["mae_slowdown"] for r in records}  # a later record wins
+def seed_summary(records: list[dict], statistic: str = "median") -> None:
+    """Per split and model: MAE % of the `statistic`'s slowdown per seed and its mean over seeds, each with the
+    improvement over gb (of the same seed; of gb's mean), and whether the model beats gb by GOAL_VS_GB on every seed of
+    every split (a model or gb missing on some seed or split: not met)."""
+    target = STATISTICS[statistic]
+    table = {(r["split"], r["model"], r["seed"]): r.get(f"mae_{target}") for r in records}  # a later record wins
     splits = list(dict.fromkeys(r["split"] for r in records))
     labels = list(dict.fromkeys(r["model"] for r in records))
     seeds = sorted({r["seed"] for r in records})
@@ -258,8 +273,8 @@ def seed_summary(records: list[dict]) -> None:
             return "n/a"
         return f"{mae:.2f} ({100 * (1 - mae / gb):+.1f}%)" if gb else f"{mae:.2f}"
 
-    print(f"\nsummary over seeds {', '.join(map(str, seeds))}: MAE % of the median slowdown per seed (vs gb of the "
-          f"same seed), mean over seeds (vs gb's mean), worst improvement over gb")
+    print(f"\nsummary over seeds {', '.join(map(str, seeds))}: MAE % of the {statistic} slowdown per seed (vs gb of "
+          f"the same seed), mean over seeds (vs gb's mean), worst improvement over gb")
     for split in splits:
         gb = {seed: table.get((split, "gb", seed)) for seed in seeds}
         gb_mean = float(np.mean(list(gb.values()))) if all(v is not None for v in gb.values()) else None
@@ -300,6 +315,9 @@ def main() -> None:
     parser.add_argument("--extra-train", type=Path, action="append", help="Another dataset added to every training "
                         "fold (less its scenarios of the held-out workloads or targets; repeatable); test folds stay "
                         "within --data.")
+    parser.add_argument("--statistic", choices=tuple(STATISTICS), default="median",
+                        help="The slowdown the tables, goals and summary lead with: of the median latency (default) "
+                        "or of the mean latency.")
     parser.add_argument("--summarize", help="Comma-separated JSON files of earlier runs (--json): print the summary "
                         "over their seeds, train nothing.")
     args = parser.parse_args()
@@ -316,7 +334,7 @@ def main() -> None:
         if any("seed" not in r for r in records):
             parser.error("a file has no seeds (written before --seeds existed); rerun it")
         print(f"data: {runs[0]['data']} ({runs[0]['scenarios']} scenarios); from {', '.join(map(str, files))}")
-        seed_summary(records)
+        seed_summary(records, args.statistic)
         return
     args.data = args.data or [ROOT / "data" / "interference-cpu"]
     unknown = [label for label in args.models.split(",") if label not in VARIANTS]
@@ -364,7 +382,7 @@ def main() -> None:
             print(f"\n=== seed {seed} ===", flush=True)
         everything.extend(evaluate(args, data, seed, sharing, ceiling, test, extra))
     if len(seeds) > 1:
-        seed_summary(everything)
+        seed_summary(everything, args.statistic)
     if args.json:
         args.json.write_text(json.dumps({"data": ",".join(map(str, args.data)), "scenarios": len(data),
                                          "results": everything,

@@ -116,8 +116,8 @@ def retest_rows(db: Path, run: str, originals: pd.DataFrame, work: Path) -> pd.D
     key = ["target", "target_runtime", "target_threads", "workload", "intensity"]
     ids = originals[key + ["scenario_id"]].rename(columns={"scenario_id": "original_id"})
     matched = scenarios.merge(ids, on=key, how="inner")
-    keep = ["original_id", *key, "placement", "phase_s", *SLOWDOWNS, *(f"{s}_first2s" for s in SLOWDOWNS),
-            "isolated_median_ms",
+    keep = ["original_id", *key, "placement", "phase_s", *SLOWDOWNS, "slowdown_mean",
+            *(f"{s}_first2s" for s in SLOWDOWNS), "isolated_median_ms",
             "colocated_n", "disturbed", "attempts", "background_util", "created_at"]
     return matched[keep].rename(columns={"original_id": "scenario_id"}).assign(run=run)
 

@@ -22,6 +22,7 @@ from hwlat.profilers import (ModelSpec, WorkloadMix, export_colocation_dataset, 
                              kernel_tick_ms, load_colocation_dataset, measure_time_slice_ms, record_colocation,
                              scenarios_from)
 from hwlat.profilers._colocation import _Processes
+from hwlat.profilers._colocation_dataset import MEAN_COLUMNS
 from hwlat.profilers._colocation_spec import pinned_cpus
 from hwlat.profilers._sysmetrics import sample_series
 from hwlat.store import ColocationStore
@@ -260,8 +261,16 @@ def test_record_resume_export_and_load(tmp_path, tiny_onnx):
     placements = frame.set_index("scenario_id")["placement"]
     assert placements[pinned[0].scenario_id] == "pinned" and (placements.drop(pinned[0].scenario_id) == "free").all()
     assert set(frame["time_slice_ms"]) == {first.time_slice_ms, again.time_slice_ms}  # measured once per call
-    frame.drop(columns="placement").to_csv(tmp_path / "dataset" / "scenarios.csv", index=False)
-    assert (load_colocation_dataset(tmp_path / "dataset")[0]["placement"] == "free").all()  # older exports: free
+    # the mean slowdown: the co-located mean latency over the isolated median, from the inferences
+    inferences = pd.read_parquet(tmp_path / "dataset" / "inferences.parquet")
+    means = inferences.groupby(["scenario_id", "phase"])["latency_ms"].mean().unstack()
+    np.testing.assert_allclose(frame["slowdown_mean"],
+                               frame["scenario_id"].map(means["colocated"]) / frame["isolated_median_ms"], rtol=1e-6)
+    np.testing.assert_allclose(frame["isolated_mean_ms"], frame["scenario_id"].map(means["isolated_before"]), rtol=1e-6)
+    frame.drop(columns=["placement", *MEAN_COLUMNS]).to_csv(tmp_path / "dataset" / "scenarios.csv", index=False)
+    older = load_colocation_dataset(tmp_path / "dataset")[0]
+    assert (older["placement"] == "free").all()  # older exports: free, and the means derived from the inferences
+    pd.testing.assert_frame_equal(older[list(MEAN_COLUMNS)], frame[list(MEAN_COLUMNS)])
     assert set(frame["workload"]) == {"cpu-x1", "cache-x1+membw-x1"} and set(frame["target"]) == {"onnx:tiny"}
     assert (frame["slowdown"] == frame["colocated_median_ms"] / frame["isolated_median_ms"]).all()
     assert frame.loc[frame["workload"] != "cpu-x1", "n_corunner_procs"].eq(2).all()
@@ -269,7 +278,6 @@ def test_record_resume_export_and_load(tmp_path, tiny_onnx):
     assert len(metrics) == 3 * 4 * 8 and metrics["cpu_util_mean"].dtype == np.float32
     by_phase = metrics.groupby("phase")["target_inferences"].sum()
     assert by_phase["corunners"] == 0 and (by_phase.drop("corunners") > 0).all()
-    inferences = pd.read_parquet(tmp_path / "dataset" / "inferences.parquet")
     assert len(inferences) == counts["inferences"] and set(inferences["phase"]) == {"isolated_before", "colocated",
                                                                                    "isolated_after"}
     card = (tmp_path / "dataset" / "README.md").read_text()

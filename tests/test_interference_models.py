@@ -48,7 +48,8 @@ def schema_frames(workloads: int = 6, targets: int = 4, cores: int = 2, counters
                 "isolated_after_median_ms": isolated, "colocated_median_ms": isolated * slowdown,
                 "colocated_p90_ms": 1.1 * isolated * slowdown, "colocated_p99_ms": 1.3 * isolated * slowdown,
                 "colocated_n": 100, "slowdown": slowdown, "slowdown_p90": 1.1 * slowdown,
-                "slowdown_p99": 1.3 * slowdown, "disturbed": int(w == 0 and t == 0), "device_id": "test",
+                "slowdown_p99": 1.3 * slowdown, "slowdown_mean": 1.05 * slowdown,
+                "disturbed": int(w == 0 and t == 0), "device_id": "test",
                 "created_at": "2026-01-01", "hwlat_version": "0"})
             for phase in ("isolated_before", "corunners", "colocated", "isolated_after"):
                 steps = int(rng.integers(15, 25))
@@ -332,6 +333,8 @@ def test_time_slice_descriptors_use_each_scenarios_measured_slice():
     table = data.time_slice()
     np.testing.assert_allclose(table["slice_ratio"], [1.0, 1.0 / TIME_SLICE_MS])
     np.testing.assert_allclose(table["slice_log_slowdown"], [np.log(2.0), 0.0])
+    # the mean has no knife edge: one competitor slice per slice of its own, whatever the slice (1 + competitors)
+    np.testing.assert_allclose(data.slice_log_slowdowns()[:, TARGETS.index("slowdown_mean")], np.log(2.0))
     assert (data.time_slice(4.0)["slice_ratio"] == 0.25).all()  # an explicit slice overrides the recorded ones
     # a search scenario built from a recorded workload takes the slice of the machine it was recorded on
     from hwlat.spaces import get_space
@@ -342,6 +345,12 @@ def test_time_slice_descriptors_use_each_scenarios_measured_slice():
     arch = get_space("nb201").sample(1, seed=0)[0]
     latency = ColocatedLatency(make_model("slice").fit(one), {arch: 1.0}, signature, "nb201", quantile="median")
     assert latency.describe()["time_slice_ms"] == 1.0 and float(latency([arch])[0]) == pytest.approx(2.0)
+    # beside a workload recorded where the slice is 4 ms the median runs untouched, the mean still doubles
+    four = InterferenceData.from_frames(scenarios.assign(time_slice_ms=4.0), metrics)
+    beside = WorkloadSignature.from_data(four, str(scenarios["workload"].iloc[0]))
+    for statistic, expected in (("median", 1.0), ("mean", 2.0)):
+        metric = ColocatedLatency(make_model("slice").fit(four), {arch: 1.0}, beside, "nb201", quantile=statistic)
+        assert float(metric([arch])[0]) == pytest.approx(expected), statistic
 
 
 def preempted_and_memory_bound() -> tuple[InterferenceData, np.ndarray, np.ndarray]:
@@ -354,7 +363,7 @@ def preempted_and_memory_bound() -> tuple[InterferenceData, np.ndarray, np.ndarr
                               for m in memory]
     mixture = np.exp(InterferenceData.from_frames(scenarios, metrics).slice_log_slowdowns())
     truth = mixture * np.where(memory, 1.2, 1.0)[:, None]
-    scenarios = scenarios.assign(slowdown=truth[:, 0], slowdown_p90=truth[:, 1], slowdown_p99=truth[:, 2])
+    scenarios = scenarios.assign(**dict(zip(TARGETS, truth.T)))
     return InterferenceData.from_frames(scenarios, metrics), mixture, memory
 
 
@@ -388,7 +397,7 @@ def test_pressure_descriptors_reveal_memory_contention_the_kinds_do_not():
     scenarios.loc[streaming, "pressure_stream"] = 1.6
     scenarios["pressure_share"] = 0.5
     slowdown = (1 + 0.2 * scenarios["target_threads"]) * np.where(streaming, 1.3, 1.0)
-    for target, tail in zip(TARGETS, (1.0, 1.1, 1.3)):
+    for target, tail in zip(TARGETS, (1.0, 1.1, 1.3, 1.05), strict=True):
         scenarios[target] = slowdown * tail
     data = InterferenceData.from_frames(scenarios, metrics)
     logs = data.pressure()
@@ -422,7 +431,7 @@ def test_refill_descriptor_tells_which_workloads_push_a_target_over_the_knife_ed
     scenarios[list(PRESSURE_COLUMNS)] = 1.0
     scenarios["pressure_share"] = 0.5
     scenarios["pressure_refill"] = np.where(evicting, 3.0, 1.2)
-    for target, tail in zip(TARGETS, (1.0, 1.1, 1.3)):
+    for target, tail in zip(TARGETS, (1.0, 1.1, 1.3, 1.05), strict=True):
         scenarios[target] = np.where(evicting, 3.2, 1.05) * tail
     data = InterferenceData.from_frames(scenarios, metrics)
 

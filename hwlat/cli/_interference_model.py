@@ -98,7 +98,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """MAE % of predicted slowdowns on held-out workloads (or targets): grouped cross-validation per model."""
-    from hwlat.interference import SPLITS, cross_validate
+    from hwlat.interference import SPLITS, TARGETS, cross_validate
 
     if split not in SPLITS:
         raise HwlatError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -125,12 +125,12 @@ def evaluate(
         return
     table = Table(title=f"Leave-{split}-out, {summaries[0]['folds']} folds, {summaries[0]['scenarios']} scenarios: "
                         "MAE % (mean over folds)")
-    for column in ("model", "slowdown", "p90", "p99", "vs gb", "per fold (slowdown)", "fit s"):
+    for column in ("model", "slowdown", "p90", "p99", "mean", "vs gb", "per fold (slowdown)", "fit s"):
         table.add_column(column)
     for s in summaries:
         gain = s["improvement_over_gb"]
-        table.add_row(s["model"], f"{s['mae_slowdown']:.2f}", f"{s['mae_slowdown_p90']:.2f}",
-                      f"{s['mae_slowdown_p99']:.2f}", "" if gain is None else f"{100 * gain:+.1f} %",
+        table.add_row(s["model"], *(f"{s[f'mae_{t}']:.2f}" for t in TARGETS),
+                      "" if gain is None else f"{100 * gain:+.1f} %",
                       " ".join(f"{v:.2f}" for v in s["fold_mae_slowdown"]), f"{s['fit_s']:.1f}")
     Console().print(table)
 

@@ -31,7 +31,7 @@ def base_log_slowdowns(data: InterferenceData, base: str) -> np.ndarray:
 
 
 class NoInterference(InterferenceModel):
-    """Co-runners change nothing: slowdown 1, and the tail slowdowns are the isolated run's own tail."""
+    """Co-runners change nothing: slowdown 1, and the tail and mean slowdowns are the isolated run's own."""
 
     kind = "none"
 
@@ -41,7 +41,7 @@ class NoInterference(InterferenceModel):
     def _predict(self, data: InterferenceData) -> np.ndarray:
         table = data.scenarios
         out = np.zeros((len(table), len(TARGETS)))
-        for j, column in ((1, "isolated_p90_ms"), (2, "isolated_p99_ms")):
+        for j, column in ((1, "isolated_p90_ms"), (2, "isolated_p99_ms"), (3, "isolated_mean_ms")):
             if column in table.columns:
                 ratio = np.log(table[column].to_numpy(float) / table["isolated_median_ms"].to_numpy(float))
                 out[:, j] = np.where(np.isfinite(ratio), ratio, 0.0)

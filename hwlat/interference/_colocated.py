@@ -16,8 +16,9 @@ from hwlat.profilers._pressure import PRESSURE_COLUMNS
 from hwlat.search import Metric, PredictedLatency, TableMetric
 from hwlat.spaces import get_space
 
-#: latency statistic under co-location -> the slowdown that scales the isolated median to it
-QUANTILES = {"median": "slowdown", "p90": "slowdown_p90", "p99": "slowdown_p99"}
+#: latency statistic under co-location -> the slowdown that scales the isolated median to it ("mean": the mean
+#: latency, what throughput follows)
+QUANTILES = {"median": "slowdown", "p90": "slowdown_p90", "p99": "slowdown_p99", "mean": "slowdown_mean"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class ColocatedLatency(Metric):
     predicts from the workload's signature (averaged in log space over the signature's recordings).
 
     `isolated`: latencies alone on the device, as an adapted predictor, a search `Metric` (e.g. `LatencyLookup`)
-    or a mapping arch -> ms. `quantile` (median, p90, p99) picks the predicted statistic. A cheap search metric,
+    or a mapping arch -> ms. `quantile` (median, p90, p99 or mean) picks the predicted statistic. A cheap search metric,
     so latency constraints under co-location reject archs before costly ones.
     """
 

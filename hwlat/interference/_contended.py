@@ -16,7 +16,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 from hwlat._errors import HwlatError
-from hwlat.interference._features import _TARGET_QUANTILES, InterferenceData
+from hwlat.interference._features import _TARGET_QUANTILES, QUANTILE_TARGETS, InterferenceData
 from hwlat.interference._model import InterferenceModel
 
 #: the probe kernels whose pressure can make up the contention (`kernels`; the refill with extras "refill")
@@ -33,8 +33,9 @@ class ContendedSliceInterference(InterferenceModel):
     `kernels` picks the probe pressures the contention is made of. A logistic step replaces the mixture's 0/1 step,
     its width (in fractions of a slice) fitted too: measured knife edges are not sharp. `ridge` pulls each target's
     log sensitivity towards 0 (sensitivity 1); a target not seen in training gets the median sensitivity of those
-    seen. Fitted on the smoothed L1 of log-slowdowns over all three quantiles: first at the width `smoothing` from a
-    few starting points (the loss has one step per scenario), then with the width free from the best of them."""
+    seen. Fitted on the smoothed L1 of log-slowdowns over the three quantiles: first at the width `smoothing` from a
+    few starting points (the loss has one step per scenario), then with the width free from the best of them. The
+    mean slowdown follows without a step: m x (1 + competitors), each slice of contended work waiting for theirs."""
 
     kind = "contended-slice"
 
@@ -58,14 +59,15 @@ class ContendedSliceInterference(InterferenceModel):
 
     def _log_slowdowns(self, beta: np.ndarray, log_sensitivity: np.ndarray, width: float, pressure: np.ndarray,
                        slices: pd.DataFrame) -> np.ndarray:
-        """Log-slowdowns (n x 3) for contention weights `beta`, each scenario's log sensitivity and the step's
-        `width`."""
+        """Log-slowdowns (n x len(TARGETS): the quantiles, then the mean) for contention weights `beta`, each
+        scenario's log sensitivity and the step's `width`."""
         contention = np.exp(np.exp(log_sensitivity) * (pressure @ beta))
         ratio = slices["slice_ratio"].to_numpy(float) * contention
         whole = np.floor(ratio)
         step = expit(((ratio - whole)[:, None] - (1 - np.asarray(_TARGET_QUANTILES))) / width)
         wait = np.nan_to_num(slices["slice_wait_ratio"].to_numpy(float), nan=0.0, posinf=0.0)
-        return np.log(contention[:, None] + (whole[:, None] + step) * wait[:, None])
+        mean = contention + ratio * wait
+        return np.log(np.column_stack([contention[:, None] + (whole[:, None] + step) * wait[:, None], mean]))
 
     def _fit(self, data: InterferenceData, log_targets: np.ndarray) -> None:
         if not (0 < self.smoothing and self.ridge >= 0):
@@ -73,7 +75,7 @@ class ContendedSliceInterference(InterferenceModel):
                              f"{self.ridge}")
         pressure, slices = self._pressure(data), data.time_slice()
         names, index = np.unique(data.scenarios["target"].astype(str).to_numpy(), return_inverse=True)
-        k = pressure.shape[1]
+        k, quantiles = pressure.shape[1], len(QUANTILE_TARGETS)
 
         def loss(params: np.ndarray, log_width: float | None = None) -> float:
             beta, log_sensitivity = params[:k], params[k:k + len(names)]
@@ -81,7 +83,8 @@ class ContendedSliceInterference(InterferenceModel):
             # trial steps far from the optimum can overflow exp() or reach log(0) (a loss of inf or nan for that
             # step); silencing the warnings changes no value
             with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-                error = self._log_slowdowns(beta, log_sensitivity[index], width, pressure, slices) - log_targets
+                error = (self._log_slowdowns(beta, log_sensitivity[index], width, pressure, slices)
+                         - log_targets)[:, :quantiles]
             return float(np.mean(np.sqrt(error ** 2 + _EPS ** 2)) + self.ridge * np.mean(log_sensitivity ** 2))
 
         fixed = np.log(self.smoothing)

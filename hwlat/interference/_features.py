@@ -21,8 +21,13 @@ import pandas as pd
 from hwlat._errors import HwlatError
 from hwlat.profilers._pressure import PRESSURE_COLUMNS
 
-#: what the models predict, each the colocated latency over the isolated median
-TARGETS = ("slowdown", "slowdown_p90", "slowdown_p99")
+#: what the models predict, each a statistic of the co-located latency over the isolated median: its median, p90
+#: and p99 (the quantile targets, ordered), then its mean, whose knife edge is smooth: the median of a target of
+#: about half a time slice flips between ~1x and ~3.6x from one scenario to the next, the mean moves with the share
+#: of inferences preempted (`_time_slice`)
+TARGETS = ("slowdown", "slowdown_p90", "slowdown_p99", "slowdown_mean")
+#: the leading TARGETS that are latency quantiles (`_TARGET_QUANTILES`); predictions keep them ordered
+QUANTILE_TARGETS = TARGETS[:3]
 #: phase of the metrics that describes the co-runners alone (known before the target is placed)
 PHASE = "corunners"
 #: scenario columns the features read
@@ -52,7 +57,7 @@ EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
           "placement": ("shared_threads", "target_time_share",
                         *(f"{where}_load_{k}" for where in ("shared", "other") for k in _PLACED_KINDS)),
           "slice": ("slice_ratio", "slice_fraction", "slice_competitors", "slice_wait_ratio",
-                    *(f"slice_log_{t}" for t in TARGETS)),
+                    *(f"slice_log_{t}" for t in QUANTILE_TARGETS)),
           "pressure": ("pressure_log_stream", "pressure_log_gather", "pressure_log_compute", "pressure_share"),
           "refill": ("pressure_log_refill",)}
 #: the effective scheduler time slice (ms) of scenarios recorded without one (`time_slice_ms`, measured by the recorder
@@ -61,7 +66,7 @@ EXTRAS = {"load": ("busy_cores", "busy_oversubscription", "busy_excess_cores"),
 #: preempted at the next tick; pinned targets preempted beside a CPU stressor wait 4.05 ms (median), and
 #: `hwlat.profilers.measure_time_slice_ms` measures 4.02-4.06 ms there
 TIME_SLICE_MS = 4.0
-#: quantile of the per-inference latency behind each of TARGETS
+#: quantile of the per-inference latency behind each of QUANTILE_TARGETS
 _TARGET_QUANTILES = (0.5, 0.9, 0.99)
 #: window statistics per metric for the aggregate-feature baselines
 AGGREGATES = ("mean", "std", "min", "max", "p10", "p50", "p90")
@@ -170,8 +175,11 @@ class InterferenceData:
         return np.where(np.isfinite(recorded) & (recorded > 0), recorded, TIME_SLICE_MS)
 
     def slice_log_slowdowns(self) -> np.ndarray:
-        """The time-slice mixture's log-slowdowns (n x len(TARGETS)): the last columns of `time_slice`."""
-        return self.time_slice()[[f"slice_log_{t}" for t in TARGETS]].to_numpy(float)
+        """The time-slice mixture's log-slowdowns (n x len(TARGETS)): its quantiles (the last columns of `time_slice`)
+        and its mean, 1 + competitors (an inference waits one competitor slice per slice of its own, on average)."""
+        table = self.time_slice()
+        mean = np.log1p(table["slice_ratio"].to_numpy(float) * table["slice_wait_ratio"].to_numpy(float))
+        return np.column_stack([table[[f"slice_log_{t}" for t in QUANTILE_TARGETS]].to_numpy(float), mean])
 
     def _layouts(self) -> list[tuple[list[dict], tuple[np.ndarray, np.ndarray, np.ndarray] | None]]:
         """Each scenario's co-runners and their `_core_threads` layout (a scenario without a `placement` column is
@@ -429,7 +437,7 @@ def _time_slice(isolated_ms: np.ndarray, competitors: np.ndarray, slice_ms: np.n
     k_q = floor(x) + [q >= 1 - frac(x)]: beside one CPU-bound co-runner the median stays 1 while x < 0.5 (most
     inferences fit between two preemptions) and jumps to ~3 just above it; the mean is 1 + competitors.
     Columns: x, frac(x), competitors, the wait per preemption over the isolated latency, and the log-slowdowns of
-    TARGETS' quantiles under this model.
+    QUANTILE_TARGETS under this model.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = isolated_ms / slice_ms

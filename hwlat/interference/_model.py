@@ -14,23 +14,25 @@ from sklearn.base import BaseEstimator
 from hwlat._errors import HwlatError
 from hwlat._files import read_npz, write_npz
 from hwlat._version import __version__
-from hwlat.interference._features import TARGETS, FeatureSpec, InterferenceData
+from hwlat.interference._features import QUANTILE_TARGETS, TARGETS, FeatureSpec, InterferenceData
 from hwlat.predictors._base import _tuples
 
-#: version of the saved-model file layout; `load` refuses other versions
-FORMAT_VERSION = 1
+#: version of the saved-model file layout; `load` refuses other versions (2: the mean slowdown is a target)
+FORMAT_VERSION = 2
 #: predictions stay within the training log-slowdowns widened by this much (a factor of 2) on either side
 _LOG_MARGIN = float(np.log(2.0))
 _REGISTRY: dict[str, type[InterferenceModel]] = {}
 
 
 class InterferenceModel(BaseEstimator, abc.ABC):
-    """Predicts a target's slowdowns (median, p90, p99 over its isolated median) beside a co-runner workload.
+    """Predicts a target's slowdowns (median, p90, p99 and mean latency over its isolated median) beside a co-runner
+    workload.
 
     Configuration in `__init__`, learned state in `fit`; subclasses work in log-slowdown and implement `_fit`,
     `_predict`, `_state` and `_restore`. Features are normalised with statistics of the training scenarios only.
     Predictions are clipped to the training slowdowns' range widened by a factor of 2 either way, so a regressor
-    extrapolating on an unusual window cannot return absurd slowdowns, and ordered (p99 >= p90 >= median).
+    extrapolating on an unusual window cannot return absurd slowdowns, and the quantiles ordered (p99 >= p90 >=
+    median).
     """
 
     #: registry name used on the command line and in saved files
@@ -62,7 +64,8 @@ class InterferenceModel(BaseEstimator, abc.ABC):
         if len(data) == 0:
             return pd.DataFrame(columns=list(TARGETS), dtype=float)
         log = np.clip(self._predict(data), self.log_range_[0], self.log_range_[1])
-        log = np.maximum.accumulate(log, axis=1)  # p99 >= p90 >= median
+        quantiles = len(QUANTILE_TARGETS)
+        log[:, :quantiles] = np.maximum.accumulate(log[:, :quantiles], axis=1)  # p99 >= p90 >= median
         return pd.DataFrame(np.exp(log), columns=list(TARGETS))
 
     @abc.abstractmethod

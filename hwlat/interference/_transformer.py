@@ -53,8 +53,9 @@ class _DualBranch(nn.Module):
         self.temporal, self.across = encoder(), encoder()
         self.head = nn.Sequential(nn.LayerNorm(3 * d_model), nn.Linear(3 * d_model, d_model), nn.GELU(),
                                   nn.Dropout(dropout), nn.Linear(d_model, len(TARGETS)))
-        #: output offsets: training mean of the median, and softplus-inverse of the mean tail gaps (ordered), or
-        #: the training mean of each target (unordered: corrections to a base, whose tails may fall below its median)
+        #: output offsets: training mean of the median, softplus-inverse of the mean tail gaps and the training mean
+        #: of the mean slowdown (ordered), or the training mean of each target (unordered: corrections to a base,
+        #: whose tails may fall below its median)
         self.register_buffer("offset", torch.zeros(len(TARGETS)))
 
     def forward(self, x: torch.Tensor, missing: torch.Tensor, valid: torch.Tensor,
@@ -67,7 +68,7 @@ class _DualBranch(nn.Module):
             return out
         median = out[:, :1]
         p90 = median + nn.functional.softplus(out[:, 1:2])
-        return torch.cat([median, p90, p90 + nn.functional.softplus(out[:, 2:3])], dim=1)
+        return torch.cat([median, p90, p90 + nn.functional.softplus(out[:, 2:3]), out[:, 3:]], dim=1)
 
     def _temporal(self, x: torch.Tensor, missing: torch.Tensor, valid: torch.Tensor,
                   described: torch.Tensor) -> torch.Tensor:
@@ -151,7 +152,8 @@ class TransformerInterference(InterferenceModel):
     is tuned on the scenarios evaluated later. Training windows are cropped at random (down to `crop` of their
     length) as augmentation; a window longer than `steps` is predicted from `crops` evenly spaced crops.
     Loss (`loss`, see LOSSES): the relative error the evaluation reports (default), or L1 on log-slowdown; the
-    tails weighted by `tail_weight`. `extras` adds descriptor groups (EXTRAS: measured co-runner load, oversubscription).
+    tails weighted by `tail_weight` (the median and the mean by 1). `extras` adds descriptor groups (EXTRAS: measured
+    co-runner load, oversubscription).
     `base="slice"` (BASES) learns the correction to the time-slice mixture's log-slowdowns (`TimeSliceInterference`)
     instead of the log-slowdowns themselves, as `BoostedInterference` does.
     `branches` switches branches off for ablations ("temporal", "metric", or "none": descriptors only).
@@ -190,8 +192,9 @@ class TransformerInterference(InterferenceModel):
         windows, descriptors = self._inputs(data)
         targets = torch.from_numpy(log_targets.astype(np.float32))
         if self.base == "none":
-            gaps = np.clip(np.diff(log_targets, axis=1).mean(axis=0), 1e-3, None)
-            offset = torch.tensor([log_targets[:, 0].mean(), *np.log(np.expm1(gaps))], dtype=torch.float32)
+            gaps = np.clip(np.diff(log_targets[:, :3], axis=1).mean(axis=0), 1e-3, None)
+            offset = torch.tensor([log_targets[:, 0].mean(), *np.log(np.expm1(gaps)), *log_targets[:, 3:].mean(axis=0)],
+                                  dtype=torch.float32)
         else:
             offset = torch.from_numpy(log_targets.mean(axis=0).astype(np.float32))
         self.nets_, self.epochs_ = [], []
@@ -221,7 +224,7 @@ class TransformerInterference(InterferenceModel):
         net = self._network()
         net.offset.copy_(offset)
         optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        weights = torch.tensor([1.0, self.tail_weight, self.tail_weight])
+        weights = torch.tensor([1.0, self.tail_weight, self.tail_weight, 1.0])  # median, p90, p99, mean
         train_rows = torch.from_numpy(train)
         best, best_state, best_epoch = math.inf, None, self.max_epochs
         for epoch in range(self.max_epochs):

@@ -35,6 +35,8 @@ METRIC_ORDER = ("cpu_util_mean", "cpu_util_max", "ctx_switches_per_s", "interrup
                 "page_faults_per_s", "target_latency_ms", "target_inferences")
 METRIC_REQUIRED = (*METRIC_KEYS, "cpu_util_mean", "target_latency_ms", "target_inferences")
 FILES = ("scenarios.csv", "metrics.parquet", "inferences.parquet", "README.md")
+#: scenario columns derived from the inferences (`mean_latencies`): written by export, derived on load when absent
+MEAN_COLUMNS = ("isolated_mean_ms", "colocated_mean_ms", "slowdown_mean")
 
 
 def export_colocation_dataset(store: ColocationStore | str | os.PathLike | None, out: str | os.PathLike, *,
@@ -56,6 +58,7 @@ def export_colocation_dataset(store: ColocationStore | str | os.PathLike | None,
                              f"choose one with --device-id")
         metrics = _ordered_metrics(store.series_frame(devices[0]))
         inferences = store.inferences_frame(devices[0]).astype({"end_s": "float32", "latency_ms": "float32"})
+        scenarios = scenarios.join(mean_latencies(inferences, scenarios), on="scenario_id")
         fingerprint = store.devices_frame().set_index("id")["fingerprint"].get(devices[0])
     finally:
         if owned:
@@ -172,9 +175,30 @@ def load_colocation_dataset(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.D
     scenarios["created_at"] = pd.to_datetime(scenarios["created_at"], utc=True)
     if "placement" not in scenarios.columns:  # exported before placements existed: the scheduler placed everything
         scenarios["placement"] = "free"
+    if "slowdown_mean" not in scenarios.columns and (path / "inferences.parquet").is_file():  # exported before it
+        try:
+            inferences = pd.read_parquet(path / "inferences.parquet", columns=["scenario_id", "phase", "latency_ms"])
+        except (OSError, ValueError) as exc:
+            raise HwlatError(f"cannot read {str(path / 'inferences.parquet')!r}: {str(exc).splitlines()[0]}") from None
+        scenarios = scenarios.join(mean_latencies(inferences, scenarios), on="scenario_id")
     from hwlat.profilers._pressure import join_pressure, load_pressure  # _pressure needs the recorder: import late
 
     return join_pressure(scenarios, load_pressure(path)), metrics
+
+
+def mean_latencies(inferences: pd.DataFrame, scenarios: pd.DataFrame) -> pd.DataFrame:
+    """`MEAN_COLUMNS` per scenario_id: the mean latency alone (before) and co-located, and the mean slowdown, the
+    co-located mean over the isolated median like the other slowdowns. The mean is what throughput follows, and it
+    has no knife edge: where the median of a target of about half a time slice jumps between ~1x and ~3.6x, the mean
+    moves with the share of inferences that were preempted."""
+    import pandas as pd
+
+    means = inferences.groupby(["scenario_id", "phase"])["latency_ms"].mean().unstack("phase")
+    means = means.reindex(columns=["isolated_before", "colocated"]).astype(float)
+    isolated = scenarios.set_index("scenario_id")["isolated_median_ms"].astype(float)
+    return pd.DataFrame({"isolated_mean_ms": means["isolated_before"], "colocated_mean_ms": means["colocated"],
+                         "slowdown_mean": means["colocated"] / isolated.reindex(means.index)},
+                        index=means.index).rename_axis("scenario_id")
 
 
 def _slice_note(scenarios: pd.DataFrame) -> str:
@@ -251,7 +275,8 @@ co-runner process idle.
 
 ## Files and columns
 - `scenarios.csv`: one row per scenario: {', '.join(f'`{c}`' for c in SCENARIO_COLUMNS)}.
-  Slowdowns divide the co-located median / p90 / p99 by the isolated (before) median.
+  Slowdowns divide the co-located median / p90 / p99 / mean (`slowdown_mean`) by the isolated (before) median;
+  {', '.join(f'`{c}`' for c in MEAN_COLUMNS)} come from `inferences.parquet`.
 - `metrics.parquet`: one row per (scenario_id, phase, step): `t_s`, then {', '.join(f'`{c}`' for c in metric_columns)}
   (float32). `target_latency_ms` is the mean latency of the target inferences that ended in the step's window,
   `target_inferences` their number (in the `corunners` phase 0 and NaN: the target does not run).
