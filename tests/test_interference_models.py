@@ -116,6 +116,8 @@ def test_missing_counters_and_columns(synthetic):
     with pytest.raises(HwlatError, match="no 'corunners' metrics for 1 scenario"):
         InterferenceData.from_frames(scenarios, metrics[~((metrics["scenario_id"] == "s1.1")
                                                           & (metrics["phase"] == "corunners"))])
+    with pytest.raises(HwlatError, match="lack measured slowdown_mean .*inferences.parquet"):
+        make_model("gb").fit(InterferenceData.from_frames(scenarios.drop(columns="slowdown_mean"), metrics))
 
 
 def test_normalisation_comes_from_the_training_scenarios_only(synthetic):

@@ -195,7 +195,9 @@ class InterferenceData:
         """Measured slowdowns (n x len(TARGETS)); HwlatError when the scenarios carry none."""
         missing = [t for t in TARGETS if t not in self.scenarios.columns]
         if missing:
-            raise HwlatError(f"scenarios lack measured {', '.join(missing)}")
+            mean = (" (loading derives slowdown_mean from the dataset's inferences.parquet)"
+                    if "slowdown_mean" in missing else "")
+            raise HwlatError(f"scenarios lack measured {', '.join(missing)}{mean}")
         values = self.scenarios[list(TARGETS)].to_numpy(float)
         if not np.all(np.isfinite(values) & (values > 0)):
             raise HwlatError("measured slowdowns must be finite and positive")

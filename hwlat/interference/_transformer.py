@@ -20,7 +20,7 @@ from torch import nn
 from hwlat._errors import HwlatError
 from hwlat._torch import torch_threads
 from hwlat.interference._baselines import base_log_slowdowns
-from hwlat.interference._features import TARGETS, InterferenceData
+from hwlat.interference._features import QUANTILE_TARGETS, TARGETS, InterferenceData
 from hwlat.interference._model import InterferenceModel
 
 #: summary statistics per metric token: mean, std, min, max over the window, fraction missing
@@ -192,9 +192,10 @@ class TransformerInterference(InterferenceModel):
         windows, descriptors = self._inputs(data)
         targets = torch.from_numpy(log_targets.astype(np.float32))
         if self.base == "none":
-            gaps = np.clip(np.diff(log_targets[:, :3], axis=1).mean(axis=0), 1e-3, None)
-            offset = torch.tensor([log_targets[:, 0].mean(), *np.log(np.expm1(gaps)), *log_targets[:, 3:].mean(axis=0)],
-                                  dtype=torch.float32)
+            quantiles = len(QUANTILE_TARGETS)
+            gaps = np.clip(np.diff(log_targets[:, :quantiles], axis=1).mean(axis=0), 1e-3, None)
+            offset = torch.tensor([log_targets[:, 0].mean(), *np.log(np.expm1(gaps)),
+                                   *log_targets[:, quantiles:].mean(axis=0)], dtype=torch.float32)
         else:
             offset = torch.from_numpy(log_targets.mean(axis=0).astype(np.float32))
         self.nets_, self.epochs_ = [], []
