@@ -33,15 +33,22 @@ def split(
     time_budget: float = typer.Option(0.5, help="Seconds of timing per measured part (segment, codec) at most."),
     run_budget: float = typer.Option(1.5, help="Seconds of latency timing per real run at most (then a stream of "
                                      "the same length for throughput)."),
+    device_power: str = typer.Option(None, help="Predict the device's energy per input from its power: "
+                                     "compute=W,idle=W[,tx=W,rx=W] (tx/rx default to idle), or 'measure' (idle and "
+                                     "compute power read from --energy-meter); energy then joins the front."),
+    energy_meter: str = typer.Option(None, help="Measure device energy per input in real runs with a power reading: "
+                                     "auto, powercap:ZONE_DIR, energy:FILE (cumulative uJ) or power:FILE (uW)."),
     report: str = typer.Option(None, help="Write PREFIX-<bandwidth>.html/.csv/.json fronts and PREFIX.csv/.json."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Rank split points of a model by end-to-end latency and throughput for each bandwidth."""
     from dataclasses import replace
 
+    from hwlat.devices import find_energy_meter
     from hwlat.split import (
         analyze_split,
         parse_bandwidths,
+        parse_device_power,
         parse_duration_ms,
         parse_side,
     )
@@ -64,9 +71,13 @@ def split(
     if len(servers) > stages - 1:
         raise HwlatError(f"--server lists {len(servers)} sides but --stages {stages} has {stages - 1} server stages")
     sides = [parse_side(device), *servers, *[servers[-1]] * (stages - 1 - len(servers))]
+    measure_power = device_power is not None and device_power.strip() == "measure"
+    power = None if device_power is None else "measure" if measure_power else parse_device_power(device_power)
+    meter = find_energy_meter(energy_meter or "auto") if energy_meter or measure_power else None
     console = Console(stderr=True, quiet=as_json)
     result = analyze_split(model, sides, links, rtt_ms=parse_duration_ms(rtt), compression=compression,
-                           max_tensors=max_tensors, cuts=names, race_rounds=race,
+                           max_tensors=max_tensors, cuts=names, race_rounds=race, device_power=power,
+                           energy_meter=meter,
                            verify="all" if verify_all or (verify and names) else "front" if verify else "none",
                            trials=trials, enumerate_limit=enumerate_limit,
                            protocol=replace(PART_PROTOCOL, time_budget_s=time_budget),
@@ -84,7 +95,8 @@ def split(
                                "plans": json.loads(table.to_json(orient="records")), "report": paths}))
         return
     headers = {"plan": "plan", "latency_ms": "latency ms", "throughput_per_s": "per s", "bytes": "bytes",
-               "bottleneck": "bottleneck", "measured_latency_ms": "measured ms", "measured_throughput_per_s": "measured /s"}
+               "bottleneck": "bottleneck", "device_energy_mj": "device mJ", "measured_latency_ms": "measured ms",
+               "measured_throughput_per_s": "measured /s", "measured_device_energy_mj": "measured mJ"}
     columns = [c for c in headers if c in table]
     out = Console()
     for name, rows in table.groupby("bandwidth", sort=False):
@@ -111,6 +123,9 @@ def split(
                   f"{choice['runner_up_margin']:.1%} slower than the chosen {choice['plan']} (under {CLOSE_CALL:.0%},"
                   f" about the 90th percentile of prediction error measured here); {verdict}")
     out.print(f"{len(result.cuts)} cut points; sides: {result.settings['sides']}")
+    if result.settings.get("device_power"):
+        out.print(f"device power (W): {result.settings['device_power']}; "
+                  f"energy meter: {result.settings.get('energy_meter')}")
     for path in paths:
         out.print(f"wrote {path}")
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from hwlat._errors import HwlatError
+from hwlat.devices._energy import EnergyMeter
 from hwlat.profilers._protocol import MeasurementProtocol
 from hwlat.split._cuts import CutPoint, check_compression, find_cuts, locate_cuts, static_shapes
+from hwlat.split._energy import DevicePower, device_energy_mj, measure_device_power
 from hwlat.split._execute import run_pipeline
 from hwlat.split._models import example_inputs, resolve_model
 from hwlat.split._network import Link, format_bandwidth
@@ -48,13 +50,18 @@ class SplitSession:
 
     Use as a context manager: the stage processes are stopped on exit. `cuts` (node or tensor names, as
     `find_cuts` names them) restricts the plans to those cut points; they are checked before any process starts.
+    `device_power` (or "measure": calibrated with `energy_meter` once the device side is up) adds the device's
+    energy per input to every evaluation; `energy_meter` adds its measurement to every real run.
     """
 
     def __init__(self, model: str, sides: Sequence[Side], compression: str = "none", max_tensors: int = 1,
                  protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
-                 cuts: Sequence[str] | None = None) -> None:
+                 cuts: Sequence[str] | None = None, device_power: DevicePower | str | None = None,
+                 energy_meter: EnergyMeter | None = None) -> None:
         if len(sides) < 2:
             raise HwlatError(f"a split needs at least 2 stages, got {len(sides)}")
+        if isinstance(device_power, str) and (device_power != "measure" or energy_meter is None):
+            raise HwlatError(f"device power {device_power!r}: give a DevicePower, or 'measure' with an energy meter")
         check_compression(compression)
         self.model = resolve_model(model)
         self.graph = static_shapes(self.model.load())
@@ -75,12 +82,14 @@ class SplitSession:
         self.run_protocol = run_protocol
         self._parts: dict[tuple, object] = {}
         self._transport: dict[Link, TransportCalibration] = {}
+        self.energy_meter = energy_meter
         self.workers: list[StageWorker] = []
         try:
             for side in self.sides:
                 self.workers.append(StageWorker(side))
             for worker in self.workers:
                 worker.call("load", path=str(self.model.path), batch_size=1)
+            self.device_power = self._measure_power() if device_power == "measure" else device_power
         except BaseException:
             self.close()
             raise
@@ -103,6 +112,16 @@ class SplitSession:
 
     def arrays(self, cut: CutPoint) -> list:
         return [self.values[name] for name in cut.tensors]
+
+    def _measure_power(self) -> DevicePower:
+        """The device's idle power and its power while running the whole model (`measure_device_power`)."""
+        first, last = self.cuts[0], self.cuts[-1]
+
+        def run_device(seconds: float) -> None:
+            self.workers[0].call("repeat_segment", start=first, end=last, arrays=self.arrays(first), seconds=seconds)
+
+        run_device(0.0)  # builds the session outside the measurement
+        return measure_device_power(self.energy_meter, run_device)
 
     def _worker_for(self, stage: int) -> StageWorker:
         """The first stage process with the same side settings (parts are timed once per side)."""
@@ -201,12 +220,18 @@ class SplitSession:
         """
         costs = self.costs(plan)
         calibration = self.transport(link)
-        back_to_back = objectives(costs, link, [calibration.at(0.0)] * len(costs.hops))
-        if len(costs.compute_ms) == 1:
-            return back_to_back
-        idle = [back_to_back["latency_ms"] - ms for ms in costs.compute_ms]
-        idle_compute = tuple(self.segment_ms(s, a, b, idle[s]) for s, (a, b) in enumerate(self.stage_bounds(plan)))
-        return objectives(costs, link, [calibration.at(idle[hop.receiver]) for hop in costs.hops], idle_compute)
+        result = objectives(costs, link, [calibration.at(0.0)] * len(costs.hops))
+        device_ms = costs.compute_ms[0]
+        if len(costs.compute_ms) > 1:
+            idle = [result["latency_ms"] - ms for ms in costs.compute_ms]
+            idle_compute = tuple(self.segment_ms(s, a, b, idle[s])
+                                 for s, (a, b) in enumerate(self.stage_bounds(plan)))
+            result = objectives(costs, link, [calibration.at(idle[hop.receiver]) for hop in costs.hops], idle_compute)
+            device_ms = idle_compute[0]
+        if self.device_power is not None:
+            result["device_energy_mj"] = device_energy_mj(self.device_power, costs, link, device_ms,
+                                                          result["latency_ms"])
+        return result
 
     def label(self, plan: Plan) -> str:
         """E.g. ``device[0:12] | s1[12:40]`` in compute-node indices."""
@@ -218,16 +243,19 @@ class SplitSession:
         """Every plan over the candidate cuts."""
         return [Plan(p) for p in itertools.combinations(self.candidates, self.stages - 1)]
 
-    def verify(self, plan: Plan, link: Link, prediction: dict, seconds: float = 1.0) -> dict:
-        """Run `plan` for real on `link`: median latency (`run_protocol`), then a stream of about `seconds`."""
+    def verify(self, plan: Plan, link: Link, prediction: dict, seconds: float = 1.0, energy: bool = True) -> dict:
+        """Run `plan` for real on `link`: median latency (`run_protocol`), then a stream of about `seconds`; with an
+        energy meter (and `energy`), the device energy per input over single inputs for the run budget."""
         stages = self.stage_bounds(plan)
         window = max(2, math.ceil(prediction["latency_ms"] / prediction["period_ms"]) + 1)
         count = window + max(10, math.ceil(seconds * 1e3 / prediction["period_ms"]))
         measured = run_pipeline(self.workers[:len(stages)], [(self.cuts[a], self.cuts[b]) for a, b in stages],
                                 link, self.compression, self.arrays(self.cuts[0]), self.run_protocol.as_dict(),
-                                count, window)
+                                count, window, energy_meter=self.energy_meter if energy else None,
+                                energy_seconds=self.run_protocol.time_budget_s)
         return {key: measured[key] for key in ("measured_latency_ms", "measured_latency_ci_rel",
-                                               "measured_throughput_per_s")}
+                                               "measured_throughput_per_s", "measured_device_energy_mj")
+                if key in measured}
 
     def race(self, first: Plan, second: Plan, link: Link, rounds: int) -> dict:
         """Run two plans for real `rounds` times each, alternately (first, second, then second, first, ...), so
@@ -248,8 +276,8 @@ class SplitSession:
         ratios = []
         for index in range(rounds):
             order = (first, second) if index % 2 == 0 else (second, first)
-            measured = {plan: self.verify(plan, link, predicted[plan], seconds=0.0)["measured_latency_ms"]
-                        for plan in order}
+            measured = {plan: self.verify(plan, link, predicted[plan], seconds=0.0,
+                                          energy=False)["measured_latency_ms"] for plan in order}
             ratios.append(measured[first] / measured[second])
         wins, decided = sum(r < 1 for r in ratios), sum(r != 1 for r in ratios)
         p_value = float(binomtest(wins, decided).pvalue) if decided else 1.0
@@ -283,10 +311,15 @@ class SplitResult:
         import json
 
         from hwlat._files import write_atomically
-        from hwlat.reports import Objective, ParetoReport
+        from hwlat.reports import ParetoReport
 
         base = check_report_prefix(prefix)
+        lowest_energy = ({bandwidth: rows.loc[rows["device_energy_mj"].idxmin(), "plan"]
+                          for bandwidth, rows in self.table.groupby("bandwidth", sort=False)}
+                         if "device_energy_mj" in self.table else {})
         choices = {row["bandwidth"]: {"chosen": row["plan"], "close_call": bool(row["close_call"]),
+                                      **({"lowest_device_energy": lowest_energy[row["bandwidth"]]}
+                                         if lowest_energy else {}),
                                       **({"runner_up": row["runner_up"],
                                           "runner_up_margin": round(float(row["runner_up_margin"]), 4)}
                                          if isinstance(row["runner_up"], str) else {}),
@@ -296,10 +329,8 @@ class SplitResult:
         written = []
         for bandwidth, rows in self.table.groupby("bandwidth", sort=False):
             report = ParetoReport(f"Split of {self.settings['model']} at {bandwidth}", rows.reset_index(drop=True),
-                                  (Objective("latency_ms", "min", "predicted end-to-end latency (ms)"),
-                                   Objective("throughput_per_s", "max", "predicted throughput (inferences/s)")),
-                                  label="plan", settings={**self.settings, "bandwidth": bandwidth,
-                                                          **choices[bandwidth]})
+                                  front_objectives(rows), label="plan",
+                                  settings={**self.settings, "bandwidth": bandwidth, **choices[bandwidth]})
             written += list(report.write(base.with_name(f"{base.name}-{bandwidth}")).values())
         paths = {base.with_name(f"{base.name}.{kind}"): kind for kind in ("csv", "json")}
         summary = {"settings": self.settings, "chosen": json.loads(self.chosen().to_json(orient="records")),
@@ -309,6 +340,16 @@ class SplitResult:
                           else (lambda p: p.write_text(json.dumps(summary, indent=2, default=str)))
                           for path, kind in paths.items()})
         return [*written, *paths]
+
+
+def front_objectives(plans: pd.DataFrame) -> tuple:
+    """The objectives of a split's Pareto front: latency and throughput, and device energy when it was predicted."""
+    from hwlat.reports import Objective
+
+    energy = (Objective("device_energy_mj", "min", "predicted device energy per input (mJ)"),)
+    return (Objective("latency_ms", "min", "predicted end-to-end latency (ms)"),
+            Objective("throughput_per_s", "max", "predicted throughput (inferences/s)"),
+            *(energy if "device_energy_mj" in plans else ()))
 
 
 def _best_and_runner_up(plans: pd.DataFrame) -> tuple:
@@ -333,22 +374,25 @@ def check_report_prefix(prefix: str):
 
 
 def _search_plans(session: SplitSession, link: Link, trials: int, seed: int) -> list[Plan]:
-    """Plans proposed by Optuna (multi-objective TPE: min latency, max throughput) on `link`."""
+    """Plans proposed by Optuna (multi-objective TPE: min latency, max throughput, min device energy when the
+    session predicts it) on `link`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["minimize", "maximize"],
+    energy = session.device_power is not None
+    study = optuna.create_study(directions=["minimize", "maximize", *(["minimize"] if energy else [])],
                                 sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
     seen: dict[Plan, dict] = {}
 
-    def objective(trial) -> tuple[float, float]:
+    def objective(trial) -> tuple[float, ...]:
         chosen = [session.candidates[trial.suggest_int(f"cut{k}", 0, len(session.candidates) - 1)]
                   for k in range(1, session.stages)]
         if any(b <= a for a, b in itertools.pairwise(chosen)):
             raise optuna.TrialPruned()  # stages must follow each other in the graph
         plan = Plan(tuple(chosen))
         seen[plan] = session.evaluate(plan, link)
-        return seen[plan]["latency_ms"], seen[plan]["throughput_per_s"]
+        return (seen[plan]["latency_ms"], seen[plan]["throughput_per_s"],
+                *([seen[plan]["device_energy_mj"]] if energy else []))
 
     study.optimize(objective, n_trials=trials)
     return list(seen)
@@ -359,7 +403,9 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                   enumerate_limit: int = 100, trials: int = 60, seed: int = 0,
                   protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
                   stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None,
-                  cuts: Sequence[str] | None = None, race_rounds: int = 0, race: str = "close") -> SplitResult:
+                  cuts: Sequence[str] | None = None, race_rounds: int = 0, race: str = "close",
+                  device_power: DevicePower | str | None = None,
+                  energy_meter: EnergyMeter | None = None) -> SplitResult:
     """Rank split plans of `model` over `sides` (device first) for each bandwidth (bit/s), optionally verified.
 
     `cuts` (node or tensor names) restricts the plans to those cut points (each one a plan with 2 stages).
@@ -369,7 +415,9 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
     `stream_seconds` of stream. With `race_rounds`, the chosen plan is raced (`SplitSession.race`) against its
     rival, the fastest other plan measured when all were run (verify="all"), else the predicted runner-up: at close
     calls (`race="close"`: runner-up predicted less than `CLOSE_CALL` slower) or at every bandwidth (`race="all"`).
-    The chosen row gets the race's columns and `race_rival`.
+    The chosen row gets the race's columns and `race_rival`. `device_power` (a DevicePower, or "measure" with
+    `energy_meter`) adds `device_energy_mj` per plan, and energy joins the front; with `energy_meter`, real runs
+    add `measured_device_energy_mj`.
     """
     if verify not in ("none", "chosen", "front", "all"):
         raise HwlatError(f"verify must be none, chosen, front or all, got {verify!r}")
@@ -380,7 +428,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
     if not bandwidths:
         raise HwlatError("at least one bandwidth is needed")
     links = [Link(bandwidth, rtt_ms) for bandwidth in bandwidths]
-    with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol, cuts) as session:
+    with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol, cuts, device_power,
+                      energy_meter) as session:
         exhaustive = math.comb(len(session.candidates), session.stages - 1) <= enumerate_limit
         rows = []
         for link in links:
@@ -390,10 +439,9 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                                    "positions": p.positions, **session.evaluate(p, link)} for p in plans])
             frame["best_latency"] = frame.index == frame["latency_ms"].idxmin()
             frame["best_throughput"] = frame.index == frame["throughput_per_s"].idxmax()
-            from hwlat.reports import Objective, pareto_front
+            from hwlat.reports import pareto_front
 
-            frame["on_front"] = pareto_front(frame, (Objective("latency_ms", "min"),
-                                                     Objective("throughput_per_s", "max")))
+            frame["on_front"] = pareto_front(frame, front_objectives(frame))
             pick = {"none": frame.index[:0], "chosen": frame.index[frame["best_latency"]],
                     "front": frame.index[frame["on_front"]], "all": frame.index}[verify]
             for index in pick:
@@ -414,6 +462,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
         table = pd.concat(rows, ignore_index=True)
         if verify != "none":
             table["latency_error"] = table["latency_ms"] / table["measured_latency_ms"] - 1
+        if {"device_energy_mj", "measured_device_energy_mj"} <= set(table):
+            table["energy_error"] = table["device_energy_mj"] / table["measured_device_energy_mj"] - 1
         settings = {"model": model, "onnx": str(session.model.path),
                     "sides": {("device" if s == 0 else f"s{s}"): side.spec for s, side in enumerate(sides)},
                     "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors,
@@ -422,6 +472,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                     "search": "enumeration" if exhaustive else f"optuna TPE, {trials} trials",
                     "verify": verify, "race_rounds": race_rounds, "race": race, "part_protocol": protocol.as_dict(),
                     "run_protocol": run_protocol.as_dict(), "stream_seconds": stream_seconds,
+                    "device_power": None if session.device_power is None else session.device_power.as_dict(),
+                    "energy_meter": None if energy_meter is None else energy_meter.name,
                     "note": "all sides run on this machine's CPU in separate processes pinned as given; the link is "
                             "loopback TCP rate-limited by a token-bucket writer, delayed by RTT/2 per message"}
         return SplitResult(table, session.cuts, settings)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwlat.devices._energy import EnergyMeter
 from hwlat.split._network import Link
 from hwlat.split._worker import StageConfig, StageWorker
 
 
 def run_pipeline(workers: list[StageWorker], stages: list[tuple], link: Link, compression: str, inputs: list,
-                 protocol: dict, count: int, window: int, spin_ms: float = 0.0) -> dict:
+                 protocol: dict, count: int, window: int, spin_ms: float = 0.0,
+                 energy_meter: EnergyMeter | None = None, energy_seconds: float = 1.0) -> dict:
     """Measure one plan: median end-to-end latency of single inputs, then the rate of a stream of `count`.
 
     `stages[s]` = (start cut, end cut) runs on `workers[s]`; the first is the device, which feeds the
     inputs and receives the outputs back from the last stage. Throughput skips the first `window` results.
     `spin_ms`: every stage busy-waits that long per input (calibration of the transport, see SplitSession).
+    With `energy_meter`, single inputs also run back to back for `energy_seconds` under the meter:
+    `measured_device_energy_mj` per input.
     """
     networked = len(stages) > 1
     ports = [workers[s].call("listen")["port"] for s in range(len(stages))] if networked else []
@@ -29,6 +33,11 @@ def run_pipeline(workers: list[StageWorker], stages: list[tuple], link: Link, co
     workers[0].call("run", config=device)
     try:
         latency = workers[0].call("latency", inputs=inputs, protocol=protocol)
+        energy = {}
+        if energy_meter is not None:
+            runs, joules = energy_meter.measure(lambda: workers[0].call("repeat", inputs=inputs,
+                                                                        seconds=energy_seconds)["runs"])
+            energy = {"measured_device_energy_mj": joules * 1e3 / runs}
         done = np.asarray(workers[0].call("throughput", inputs=inputs, count=count, window=window)["done"])
     finally:
         workers[0].call("stop")
@@ -36,4 +45,4 @@ def run_pipeline(workers: list[StageWorker], stages: list[tuple], link: Link, co
     steady = done[min(window, len(done) - 2):]
     return {"measured_latency_ms": latency["median_ms"], "measured_latency_ci_rel": latency["ci_rel"],
             "measured_throughput_per_s": (len(steady) - 1) / (steady[-1] - steady[0]),
-            "served": served}
+            "served": served, **energy}

@@ -289,6 +289,9 @@ def _answer(stage: _Stage, job: dict) -> dict:
         return stage.time_segment(job["start"], job["end"], job["arrays"], job["protocol"], job.get("idle_ms", 0.0))
     if op == "codec":
         return stage.time_codec(job["arrays"], job["compression"], job["protocol"])
+    if op == "repeat_segment":
+        run, arrays = stage.compute(job["start"], job["end"]), job["arrays"]
+        return {"runs": _repeat(lambda: run(arrays), job["seconds"])}
     if op == "listen":
         return stage.listen()
     if op == "run":
@@ -306,6 +309,9 @@ def _answer(stage: _Stage, job: dict) -> dict:
             return time.perf_counter_ns() - start
 
         return measure(timer, MeasurementProtocol(**job["protocol"])).as_dict()
+    if op == "repeat":
+        inputs = job["inputs"]
+        return {"runs": _repeat(lambda: pipeline.infer(inputs), job["seconds"])}
     if op == "throughput":
         return {"done": pipeline.stream(job["inputs"], job["count"], job["window"])}
     if op == "stop":
@@ -313,6 +319,15 @@ def _answer(stage: _Stage, job: dict) -> dict:
         stage.pipeline = None
         return {"stopped": True}
     raise HwlatError(f"unknown stage command {op!r}")
+
+
+def _repeat(run_once, seconds: float) -> int:
+    """Call `run_once` back to back for about `seconds` (at least once); how many calls were made."""
+    until, runs = time.perf_counter() + seconds, 0
+    while runs == 0 or time.perf_counter() < until:
+        run_once()
+        runs += 1
+    return runs
 
 
 class StageWorker:
