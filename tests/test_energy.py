@@ -123,6 +123,19 @@ def test_auto_prefers_rapl_then_energy_counters_then_power_sensors(tmp_path):
     assert find_energy_meter("auto", sys_root=tmp_path).name.startswith("RAPL intel-rapl:0")
 
 
+def test_auto_takes_whole_device_inputs_before_cores_or_rails(tmp_path):
+    for number, label in ((1, "Ecore000"), (2, "Ecore001"), (3, "Esocket0")):
+        hwmon_file(tmp_path, "hwmon2", f"energy{number}_input", 1_000, driver="amd_energy")
+        (tmp_path / "class" / "hwmon" / "hwmon2" / f"energy{number}_label").write_text(label + "\n")
+    assert find_energy_meter("auto", sys_root=tmp_path).name == "hwmon2 amd_energy energy3_input (Esocket0)"
+    for number, label in ((1, "VDD_GPU_SOC"), (2, "VDD_CPU_CV"), (3, "VDD_IN")):
+        hwmon_file(tmp_path, "hwmon1", f"power{number}_input", 1_000_000)
+        (tmp_path / "class" / "hwmon" / "hwmon1" / f"power{number}_label").write_text(label + "\n")
+    for counter in (tmp_path / "class" / "hwmon" / "hwmon2").glob("energy*"):
+        counter.unlink()  # sensors only now
+    assert find_energy_meter("auto", sys_root=tmp_path).name == "hwmon1 ina3221 power3_input (VDD_IN)"
+
+
 def test_unusable_readings_are_one_line_errors(tmp_path):
     with pytest.raises(HwlatError, match="no power reading on this machine: no RAPL zone under .*powercap, no "
                                          "energy\\*_input or power\\*_input under .*hwmon"):

@@ -22,6 +22,9 @@ from hwlat._errors import HwlatError
 T = TypeVar("T")
 #: top-level RAPL zones (packages), not their sub-zones (``intel-rapl:0:0``, cores or dram, counted in the package)
 _PACKAGE_ZONE = re.compile(r"intel-rapl:\d+")
+#: labels of hwmon inputs that cover the whole device (amd_energy's socket counter, a Jetson's board input rail):
+#: "auto" takes those before per-core or per-rail inputs
+_WHOLE_DEVICE = re.compile(r"socket|package|pkg|total|vdd_in\b", re.IGNORECASE)
 #: interval (s) at which a power sensor is read; hwmon drivers refresh every few ms to a second
 SAMPLE_INTERVAL_S = 0.005
 #: what `find_energy_meter` accepts
@@ -151,22 +154,33 @@ def _powercap_meter(zones: Sequence[Path]) -> CounterMeter:
     return CounterMeter([zone / "energy_uj" for zone in zones], ranges, f"RAPL {' + '.join(labels)}")
 
 
+def _label(path: Path) -> str:
+    """The hwmon input's label (``energy1_label`` beside ``energy1_input``), or "" without one."""
+    label = path.with_name(path.name.replace("_input", "_label"))
+    return label.read_text().strip() if label.exists() else ""
+
+
+def _whole_device_first(inputs: Sequence[Path]) -> list[Path]:
+    """hwmon inputs in path order, those labelled as whole-device totals first."""
+    return sorted(inputs, key=lambda path: (not _WHOLE_DEVICE.search(_label(path)), str(path)))
+
+
 def _sensor_name(path: Path) -> str:
     """E.g. ``hwmon3 ina3221 power1_input (VDD_IN)`` from the hwmon device's ``name`` and the input's label."""
-    device = path.parent / "name"
-    label = path.with_name(path.name.replace("_input", "_label"))
+    device, label = path.parent / "name", _label(path)
     parts = [path.parent.name, device.read_text().strip() if device.exists() else "", path.name,
-             f"({label.read_text().strip()})" if label.exists() else ""]
+             f"({label})" if label else ""]
     return " ".join(p for p in parts if p)
 
 
 def _auto_meter(sys_root: Path, interval_s: float) -> EnergyMeter:
-    """The first readable of: every RAPL package, an hwmon energy counter, an hwmon power sensor."""
+    """The first readable of: every RAPL package, an hwmon energy counter, an hwmon power sensor (whole-device
+    inputs first: `_WHOLE_DEVICE`)."""
     powercap, hwmon = sys_root / "class" / "powercap", sys_root / "class" / "hwmon"
     zones = sorted(z for z in powercap.glob("intel-rapl:*") if _PACKAGE_ZONE.fullmatch(z.name)
                    and (z / "energy_uj").exists()) if powercap.is_dir() else []
-    counters = sorted(hwmon.glob("hwmon*/energy*_input")) if hwmon.is_dir() else []
-    sensors = sorted(hwmon.glob("hwmon*/power*_input")) if hwmon.is_dir() else []
+    counters = _whole_device_first(hwmon.glob("hwmon*/energy*_input")) if hwmon.is_dir() else []
+    sensors = _whole_device_first(hwmon.glob("hwmon*/power*_input")) if hwmon.is_dir() else []
     candidates: list[Callable[[], EnergyMeter]] = []
     if zones:
         candidates.append(lambda: _powercap_meter(zones))
