@@ -100,7 +100,7 @@ def test_join_takes_the_median_of_repeats_and_leaves_unmeasured_workloads_nan():
 
 
 @pytest.mark.parametrize("dataset, refill", [
-    (PINNED, False), *((PINNED.with_name(f"interference-cpu-pinned-{s}"), True) for s in "bcde")],
+    (PINNED, False), *((PINNED.with_name(f"interference-cpu-pinned-{s}"), True) for s in "bcdefgh")],
     ids=lambda p: getattr(p, "name", ""))
 def test_the_pinned_datasets_ship_their_pressure(dataset, refill):
     scenarios, _ = load_colocation_dataset(dataset)
