@@ -95,6 +95,10 @@ def test_cli_bad_input_is_one_line_without_traceback(hwlat, tmp_path):
     code, _, err = hwlat("interference", "record", "--target", f"nb201:{CELL}@ort-t1", "--workload", "cpu-x1",
                          "--placement", "spread", "--db", str(tmp_path / "db.sqlite"))
     assert code == 2 and err.strip() == "error: placement must be one of free, pinned, got 'spread'"
+    code, _, err = hwlat("interference", "record", "--target", f"nb201:{CELL}@ort-t1", "--workload", "cpu-x1",
+                         "--perf-events", "LLC-load-misses,bogus", "--db", str(tmp_path / "db.sqlite"))
+    assert code == 2 and err.strip().startswith("error: perf event 'bogus' is unknown")
+    assert not (tmp_path / "db.sqlite").exists()  # refused before the store is made
     code, _, err = hwlat("interference", "export", "--out", str(tmp_path / "out"),
                          "--db", str(tmp_path / "none.sqlite"))
     assert code == 2 and "does not exist" in err and "Traceback" not in err
@@ -303,6 +307,27 @@ def test_record_resume_export_and_load(tmp_path, tiny_onnx):
     pd.testing.assert_frame_equal(again_frame.drop(columns="placement"), frame.drop(columns="placement"))
     pd.testing.assert_frame_equal(again_metrics, metrics)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again" / "inferences.parquet"), inferences)
+
+
+def test_recorded_perf_counters_reach_the_dataset_and_the_models(tmp_path, tiny_onnx):
+    """Software perf events count on any Linux: the recorder samples them with the metrics, the export keeps
+    them, the data card names them and the models take them as metrics."""
+    from hwlat.interference import InterferenceData
+
+    db = tmp_path / "db.sqlite"
+    scenarios = scenarios_from([f"onnx:{tiny_onnx}@ort-t1"], ["cpu-x1"], [1.0], phase_s=0.4, interval_s=0.1)
+    result = record_colocation(scenarios, store=db, tolerance=10.0, quiet_wait_s=0,
+                               perf_events="task-clock,context-switches")
+    assert result.recorded == 1 and result.perf_events == ["task-clock", "context-switches"]
+    export_colocation_dataset(db, tmp_path / "dataset")
+    _, metrics = load_colocation_dataset(tmp_path / "dataset")
+    cpus = psutil.cpu_count()  # task-clock counts every online CPU, system-wide
+    assert len(metrics) == 4 * 4 and (metrics["perf_context_switches_per_s"] > 0).all()
+    np.testing.assert_allclose(metrics["perf_task_clock_per_s"], cpus * 1e9, rtol=0.1)
+    card = (tmp_path / "dataset" / "README.md").read_text()
+    assert "sampled with perf_event_open" in card and "`perf_task_clock_per_s`" in card
+    assert {"perf_task_clock_per_s", "perf_context_switches_per_s"} <= set(
+        InterferenceData.load(tmp_path / "dataset").metric_names)
 
 
 def test_load_names_missing_columns(tmp_path):

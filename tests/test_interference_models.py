@@ -227,8 +227,13 @@ def test_another_recording_joins_every_training_fold_less_the_held_out_groups(sy
                 other.scenarios.loc[~other.scenarios[column].isin(held_out), "scenario_id"])
         joined = sum(train["scenario_id"].str.startswith("b").sum() for train in fitted)
         assert joined == (3 * len(other) if split == "target" else 2 * len(other))  # a workload is held out once
-    with pytest.raises(HwlatError, match="different window metrics"):
-        synthetic.concat(InterferenceData(other.scenarios, other.metric_names[:-1], other.windows))
+    # a recording without a metric (perf counters recorded on one machine only): missing in its windows
+    lacking = InterferenceData(other.scenarios, other.metric_names[:-1], tuple(w[:, :-1] for w in other.windows))
+    joined = synthetic.concat(lacking)
+    assert joined.metric_names == synthetic.metric_names and len(joined) == len(synthetic) + len(other)
+    assert all(np.isnan(w[:, -1]).all() for w in joined.windows[len(synthetic):])
+    np.testing.assert_array_equal(joined.windows[0], synthetic.windows[0])
+    assert lacking.concat(synthetic).metric_names == synthetic.metric_names
 
 
 def test_transformer_learns_the_interference_signal(synthetic):

@@ -54,6 +54,9 @@ def record(
                                           "share of the cores (0-1), but at most --quiet-wait seconds."),
     quiet_wait: float = typer.Option(30.0, help="Seconds to wait for a quiet machine before each try."),
     time_limit: float = typer.Option(None, help="Start no new scenario after this many seconds (rerun to resume)."),
+    perf_events: str = typer.Option("auto", help="Hardware counters sampled with the metrics: auto (the generic "
+                                    "cycle, instruction, cache and LLC events the kernel accepts), none, or perf "
+                                    "event names, e.g. LLC-load-misses,uncore_imc/cas_count_read/."),
     db: str = typer.Option(None, help=_DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
@@ -82,7 +85,7 @@ def record(
     try:
         result = record_colocation(scenarios, store=db, tolerance=tolerance, max_attempts=attempts,
                                    quiet_threshold=quiet_threshold, quiet_wait_s=quiet_wait, time_limit_s=time_limit,
-                                   on_start=on_start, on_scenario=on_scenario)
+                                   perf_events=perf_events, on_start=on_start, on_scenario=on_scenario)
     finally:
         progress.stop()
     if as_json:
@@ -90,7 +93,8 @@ def record(
     else:
         console.print(f"{result.recorded} recorded ({result.disturbed} disturbed), {result.skipped} already stored, "
                       f"{result.remaining} left for a rerun, {len(result.failed)} failed; store: {result.db}"
-                      + (f"; scheduler time slice {result.time_slice_ms:.2f} ms" if result.time_slice_ms else ""))
+                      + (f"; scheduler time slice {result.time_slice_ms:.2f} ms" if result.time_slice_ms else "")
+                      + f"; perf events: {', '.join(result.perf_events) or 'none'}")
         for name, error in result.failed[:5]:
             console.print(f"[red]failed[/red] {name}: {error}")
     if result.failed:

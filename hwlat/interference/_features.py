@@ -133,12 +133,12 @@ class InterferenceData:
                                 tuple(self.windows[i] for i in rows))
 
     def concat(self, other: InterferenceData) -> InterferenceData:
-        """These scenarios followed by `other`'s, e.g. another recording to train on; the window metrics must match."""
-        if other.metric_names != self.metric_names:
-            raise HwlatError(f"the recordings have different window metrics: "
-                             f"{sorted(set(self.metric_names) ^ set(other.metric_names))}")
-        return InterferenceData(pd.concat([self.scenarios, other.scenarios], ignore_index=True), self.metric_names,
-                                self.windows + other.windows)
+        """These scenarios followed by `other`'s, e.g. another recording to train on; a metric only one of them
+        recorded (perf counters on one machine, not on another) is missing (NaN) in the other's windows."""
+        names = (*self.metric_names, *(n for n in other.metric_names if n not in self.metric_names))
+        windows = [_select_metrics(w, data.metric_names, names) for data in (self, other) for w in data.windows]
+        return InterferenceData(pd.concat([self.scenarios, other.scenarios], ignore_index=True), names,
+                                tuple(windows))
 
     def placement(self) -> pd.DataFrame:
         """The "placement" descriptors of each scenario (EXTRAS["placement"], see `_placement`); a scenario without a
@@ -267,13 +267,8 @@ class FeatureSpec:
 
     def windows(self, data: InterferenceData) -> list[np.ndarray]:
         """Each scenario's window over this spec's metrics, standardised; NaN where a value is missing."""
-        where = {n: i for i, n in enumerate(data.metric_names)}
-        columns = [where.get(n, -1) for n in self.metrics]
-        out = []
-        for window in data.windows:
-            padded = np.column_stack([window, np.full(len(window), np.nan)])  # column -1: an absent metric
-            out.append((_transform(self.metrics, padded[:, columns]) - self.metric_mean) / self.metric_std)
-        return out
+        return [(_transform(self.metrics, _select_metrics(window, data.metric_names, self.metrics)) - self.metric_mean)
+                / self.metric_std for window in data.windows]
 
     def descriptors(self, data: InterferenceData) -> np.ndarray:
         """Standardised descriptors (n x len(descriptor_names)); a missing value is the training mean (0)."""
@@ -484,3 +479,10 @@ def _model_flops(name: str) -> float:
 def _number(value, default: float) -> float:
     """A JSON field as a float, `default` when it is missing or not a number."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _select_metrics(window: np.ndarray, names: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
+    """The columns `wanted` of a window whose columns are `names`, NaN for a metric it lacks."""
+    where = {n: i for i, n in enumerate(names)}
+    padded = np.column_stack([window, np.full(len(window), np.nan)])  # column -1: an absent metric
+    return padded[:, [where.get(n, -1) for n in wanted]]

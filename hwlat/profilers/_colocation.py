@@ -29,6 +29,7 @@ from hwlat._errors import HwlatError
 from hwlat.profilers._colocation_dataset import (export_colocation_dataset, import_colocation_dataset,
                                                  load_colocation_dataset)
 from hwlat.profilers._colocation_spec import PASSIVE_ENV, ModelSpec, Scenario, WorkloadMix, scenarios_from
+from hwlat.profilers._perf_counters import PerfCounters, resolve_perf_events
 from hwlat.profilers._sysmetrics import metrics_between, sample_series, snapshot
 from hwlat.profilers._timeslice import measure_time_slice_ms
 from hwlat.profilers._worker import THREAD_ENV_VARS
@@ -253,10 +254,13 @@ class RecordResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     #: the scheduler's time slice measured before recording (stored with every scenario); None if nothing to record
     time_slice_ms: float | None = None
+    #: the perf events sampled with the system metrics (their `perf_*_per_s` columns)
+    perf_events: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"db": self.db, "device_id": self.device_id, "recorded": self.recorded, "skipped": self.skipped,
                 "disturbed": self.disturbed, "remaining": self.remaining, "time_slice_ms": self.time_slice_ms,
+                "perf_events": self.perf_events,
                 "failed": [{"scenario": s, "error": e} for s, e in self.failed]}
 
 
@@ -269,6 +273,7 @@ def record_colocation(
     quiet_threshold: float = 0.25,
     quiet_wait_s: float = 30.0,
     time_limit_s: float | None = None,
+    perf_events: str | Sequence[str] | None = "auto",
     on_start: Callable[[int, int], None] | None = None,
     on_scenario: Callable[[Scenario, dict], None] | None = None,
 ) -> RecordResult:
@@ -278,7 +283,8 @@ def record_colocation(
     `max_attempts` times in all and stored with `disturbed=1` if no attempt was clean. Before each attempt the
     recorder waits up to `quiet_wait_s` for the machine's other work to use at most `quiet_threshold` of the
     cores (see `wait_for_quiet`). After `time_limit_s`
-    seconds no new scenario is started (the rest is counted in `remaining`; rerun to continue).
+    seconds no new scenario is started (the rest is counted in `remaining`; rerun to continue). `perf_events`:
+    hardware counters sampled with the system metrics (`resolve_perf_events`: "auto", "none" or event names).
     `on_start(total, skipped)` and `on_scenario(scenario, row_or_error)` report progress.
     """
     from hwlat.devices import local_device
@@ -293,6 +299,7 @@ def record_colocation(
     wanted = list({s.scenario_id: s for s in scenarios}.values())
     if not wanted:
         raise HwlatError("no scenarios to record")
+    events = resolve_perf_events(perf_events)
     device = local_device()
     owned = not isinstance(store, ColocationStore)
     store = ColocationStore(store) if owned else store
@@ -301,7 +308,8 @@ def record_colocation(
         todo = [s for s in wanted if s.scenario_id not in done]
         order = list(dict.fromkeys(s.workload.name for s in todo))
         todo.sort(key=lambda s: order.index(s.workload.name))  # one co-runner start per workload
-        result = RecordResult(db=store.url, device_id=device.id, skipped=len(wanted) - len(todo))
+        result = RecordResult(db=store.url, device_id=device.id, skipped=len(wanted) - len(todo),
+                              perf_events=[e.name for e in events])
         if todo:
             store.add_device(device)
             wait_for_quiet(quiet_threshold, quiet_wait_s)
@@ -312,12 +320,14 @@ def record_colocation(
         with _sigterm_as_interrupt(), ExitStack() as stack:
             processes = _Processes()
             stack.callback(processes.close)
+            counters = stack.enter_context(PerfCounters(events)) if events else None
             for index, scenario in enumerate(todo):
                 if time_limit_s is not None and time.monotonic() - started > time_limit_s:
                     result.remaining = len(todo) - index
                     break
                 answer = _record_one(scenario, processes, store, device.id, tolerance, max_attempts,
-                                     lambda: wait_for_quiet(quiet_threshold, quiet_wait_s), result.time_slice_ms)
+                                     lambda: wait_for_quiet(quiet_threshold, quiet_wait_s), result.time_slice_ms,
+                                     counters)
                 if "error" in answer:
                     result.failed.append((f"{scenario.target.label} | {scenario.workload.name}", answer["error"]))
                 else:
@@ -332,13 +342,14 @@ def record_colocation(
 
 
 def _record_one(scenario: Scenario, processes: _Processes, store: ColocationStore, device_id: str,
-                tolerance: float, max_attempts: int, quiet: Callable[[], float], time_slice_ms: float) -> dict:
+                tolerance: float, max_attempts: int, quiet: Callable[[], float], time_slice_ms: float,
+                counters: PerfCounters | None) -> dict:
     """Run a scenario (retrying disturbed attempts) and store it; the stored row, or {"error": ...}."""
     try:
         target, corunners = processes.ready(scenario)
         for attempt in range(1, max_attempts + 1):
             background = quiet()
-            phases = {phase: _run_phase(scenario, phase, target.child, corunners) for phase in PHASES}
+            phases = {phase: _run_phase(scenario, phase, target.child, corunners, counters) for phase in PHASES}
             row = _scenario_row(scenario, phases, target.facts, device_id, tolerance, attempt, background)
             row["time_slice_ms"] = time_slice_ms
             if not row["disturbed"]:
@@ -352,8 +363,8 @@ def _record_one(scenario: Scenario, processes: _Processes, store: ColocationStor
     return row
 
 
-def _run_phase(scenario: Scenario, phase: str, target: ChildProcess,
-               corunners: list[ChildProcess]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+def _run_phase(scenario: Scenario, phase: str, target: ChildProcess, corunners: list[ChildProcess],
+               counters: PerfCounters | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """One phase: start the processes it needs at a common t0, sample metrics, stop them; (ends, latencies, rows)."""
     with_target, with_corunners = phase != "corunners", phase in ("corunners", "colocated")
     t0 = time.perf_counter() + LEAD_S
@@ -362,7 +373,7 @@ def _run_phase(scenario: Scenario, phase: str, target: ChildProcess,
             child.send({"cmd": "go", "t0": t0, "start_s": corunner.start_s, "duty": corunner.intensity})
     if with_target:
         target.send({"cmd": "run", "t0": t0, "seconds": scenario.phase_s})
-    rows = sample_series(t0, scenario.phase_s, scenario.interval_s)
+    rows = sample_series(t0, scenario.phase_s, scenario.interval_s, counters)
     if with_corunners:
         for child in corunners:
             child.send({"cmd": "pause"})

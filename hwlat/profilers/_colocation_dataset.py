@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from hwlat._errors import HwlatError
 from hwlat._files import write_atomically
-from hwlat.profilers._sysmetrics import hardware_counters_note
+from hwlat.profilers._perf_counters import hardware_counters_note
 from hwlat.store._colocation import PHASES, SCENARIO_COLUMNS, ColocationStore
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ own process; each co-runner is its own process (a model with its runtime and thr
 stressor: `cpu` = transcendental maths in L1, `membw` = streaming copies over a 256 MiB array, `cache` = random
 gathers over an LLC-sized buffer), running `intensity` (duty cycle) of every 50 ms period from its `start_s`.
 System metrics are sampled every {intervals} s (absolute deadlines; `t_s` is the actual time, after the phase
-start). Hardware counters: {hardware_counters_note()}; the columns are absent then.
+start). Hardware counters: {hardware_counters_note(metric_columns)}.
 Placement (`placement`; {placements}): `free` leaves the processes to the scheduler, with the runtimes' default
 spin-waiting threads; `pinned` gives the target the first `target_threads` cores and the co-runner processes
 their cores round-robin from the second core, and makes runtime threads wait passively (OpenMP/TVM without spinning,

@@ -2,19 +2,21 @@
 
 Samples are taken on absolute deadlines (t0 + k * interval) so errors do not accumulate; each row carries the
 actual time it was taken, and rates divide by the actual time between snapshots. Hardware counters (LLC
-misses, instructions) are not sampled: see `hardware_counters_note`.
+misses, instructions) join as `perf_<event>_per_s` rates when `PerfCounters` are given (`_perf_counters`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from hwlat.profilers._perf_counters import PerfCounters, PerfEvent, Reading, counter_rates
 
 _PROC = Path("/proc")
 
@@ -36,6 +38,8 @@ class Snapshot:
     mem_used_frac: float
     mem_available_gb: float
     swap_used_frac: float
+    perf_events: tuple[PerfEvent, ...] = ()
+    perf: Mapping[str, Reading] = field(default_factory=dict)  # raw perf counter readings of `perf_events`
 
 
 def _proc_stat() -> dict[str, int]:
@@ -58,8 +62,8 @@ def _page_faults() -> float:
     return math.nan
 
 
-def snapshot() -> Snapshot:
-    """Read every counter once (about a millisecond)."""
+def snapshot(counters: PerfCounters | None = None) -> Snapshot:
+    """Read every counter once (about a millisecond), the perf `counters` too when given."""
     t = time.perf_counter()
     per_core = psutil.cpu_times(percpu=True)
     stats = psutil.cpu_stats()
@@ -74,7 +78,8 @@ def snapshot() -> Snapshot:
         page_faults=_page_faults(), procs_running=float(procs.get("procs_running", math.nan)),
         procs_blocked=float(procs.get("procs_blocked", math.nan)), load1=os.getloadavg()[0],
         mem_used_frac=1 - memory.available / memory.total, mem_available_gb=memory.available / 1024 ** 3,
-        swap_used_frac=swap.percent / 100)
+        swap_used_frac=swap.percent / 100, perf_events=counters.events if counters else (),
+        perf=counters.read() if counters else {})
 
 
 def metrics_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
@@ -95,21 +100,25 @@ def metrics_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
         load1=after.load1, procs_running=after.procs_running, procs_blocked=after.procs_blocked,
         mem_used_frac=after.mem_used_frac, mem_available_gb=after.mem_available_gb,
         swap_used_frac=after.swap_used_frac, page_faults_per_s=(after.page_faults - before.page_faults) / seconds)
+    if after.perf_events:
+        row.update(counter_rates(before.perf, after.perf, seconds, after.perf_events))
     return row
 
 
-def sample_series(t0: float, duration_s: float, interval_s: float) -> list[dict[str, float]]:
+def sample_series(t0: float, duration_s: float, interval_s: float,
+                  counters: PerfCounters | None = None) -> list[dict[str, float]]:
     """Rows (step, t_s, metrics...) for the windows ending at t0 + interval, t0 + 2 interval, ... t0 + duration.
 
-    Blocks until the last sample; `t_s` is when each sample was actually taken, in seconds after t0.
+    Blocks until the last sample; `t_s` is when each sample was actually taken, in seconds after t0. With perf
+    `counters`, each row also has their rates.
     """
     steps = max(1, round(duration_s / interval_s))
     _sleep_until(t0)
-    previous = snapshot()
+    previous = snapshot(counters)
     rows = []
     for step in range(steps):
         _sleep_until(t0 + (step + 1) * interval_s)
-        current = snapshot()
+        current = snapshot(counters)
         rows.append({"step": step, "t_s": current.t - t0, **metrics_between(previous, current)})
         previous = current
     return rows
@@ -119,19 +128,3 @@ def _sleep_until(deadline: float) -> None:
     remaining = deadline - time.perf_counter()
     if remaining > 0:
         time.sleep(remaining)
-
-
-def hardware_counters_note() -> str:
-    """Whether `perf` could count cycles and LLC misses here, for the data card.
-
-    The recorder samples no hardware counters: the VM hwlat was developed on exposes none, so code reading
-    them could not be tested.
-    """
-    try:
-        result = subprocess.run(["perf", "stat", "-x", ",", "-e", "cycles,LLC-load-misses", "--", "true"],
-                                capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "perf is not installed"
-    if "<not supported>" in result.stderr or result.returncode != 0:
-        return "perf reports hardware events as not supported (no PMU exposed, e.g. a VM)"
-    return "perf counts hardware events here, but hwlat does not sample them yet"
