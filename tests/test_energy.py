@@ -20,6 +20,7 @@ from hwlat.split import (
     DevicePower,
     Hop,
     Link,
+    Network,
     PlanCosts,
     analyze_split,
     device_energy_mj,
@@ -175,14 +176,33 @@ def test_device_power_specs():
 
 def test_device_energy_counts_compute_radio_and_waiting():
     link = Link(10e6)
+    network = Network.uniform(link, 2)
     costs = PlanCosts((2.0, 5.0), (Hop(12_500, 0.1, 0.2, 0, 1), Hop(40, 0.03, 0.05, 1, 0)), ("d", "s"))
     power = DevicePower(compute_w=4.0, idle_w=1.0, transmit_w=2.5, receive_w=1.5)
     send, receive = link.wire_ms(framed_bytes(12_500)), link.wire_ms(framed_bytes(40))
     busy = 2.0 + 0.1 + 0.05  # its segment, its encode of the sent message, its decode of the result
     expected = 4.0 * busy + 2.5 * send + 1.5 * receive + 1.0 * (20.0 - busy - send - receive)
-    assert device_energy_mj(power, costs, link, 2.0, 20.0) == pytest.approx(expected)
+    assert device_energy_mj(power, costs, network, 2.0, 20.0) == pytest.approx(expected)
     alone = PlanCosts((7.0,), (), ("d",))
-    assert device_energy_mj(power, alone, link, 7.0, 7.0) == pytest.approx(28.0)
+    assert device_energy_mj(power, alone, network, 7.0, 7.0) == pytest.approx(28.0)
+
+
+def test_device_energy_uses_the_devices_links():
+    costs = PlanCosts((2.0, 5.0, 1.0), (Hop(12_500, 0.1, 0.2, 0, 1), Hop(100_000, 0.1, 0.1, 1, 2),
+                                        Hop(40, 0.03, 0.05, 2, 0)), ("d", "s1", "s2"))
+    power = DevicePower(compute_w=4.0, idle_w=1.0, transmit_w=2.5, receive_w=1.5)
+    busy = 2.0 + 0.1 + 0.05
+
+    def expected(send_bps: float, receive_bps: float) -> float:
+        send, receive = Link(send_bps).wire_ms(framed_bytes(12_500)), Link(receive_bps).wire_ms(framed_bytes(40))
+        return 4.0 * busy + 2.5 * send + 1.5 * receive + 1.0 * (30.0 - busy - send - receive)
+
+    # the device sends on its link to s1 and receives on the return link (the first rate unless given)
+    assert device_energy_mj(power, costs, Network.of([10e6, 1e9], 3), 2.0, 30.0) == pytest.approx(expected(10e6, 10e6))
+    assert device_energy_mj(power, costs, Network.of([10e6, 1e5], 3), 2.0, 30.0) == pytest.approx(expected(10e6, 10e6))
+    slow_back = Network.of([10e6, 1e9, 1e5], 3)  # 48 bytes back at 100 kbps: 3.84 ms receiving instead of 0.04
+    assert device_energy_mj(power, costs, slow_back, 2.0, 30.0) == pytest.approx(expected(10e6, 1e5))
+    assert expected(10e6, 1e5) - expected(10e6, 10e6) == pytest.approx(0.5 * 3.8016)
 
 
 def test_split_energy_with_a_simulated_rapl_counter(branchy, tmp_path):  # noqa: F811 (fixture)

@@ -1,4 +1,5 @@
-"""Split points: cut discovery on graphs with branches, bytes, segments, codecs, network model, rate limiter."""
+"""Split points: cut discovery on graphs with branches, bytes, segments, codecs, network model (per-link rates),
+rate limiter."""
 
 from __future__ import annotations
 
@@ -15,13 +16,17 @@ from hwlat._errors import HwlatError
 from hwlat.split import (
     Hop,
     Link,
+    Network,
     PacedWriter,
     PlanCosts,
     TransportCalibration,
+    as_network,
     find_cuts,
     objectives,
     parse_bandwidth,
     parse_duration_ms,
+    parse_network,
+    parse_networks,
     parse_side,
     static_shapes,
     wait_until,
@@ -175,12 +180,12 @@ def test_durations_and_sides():
 
 
 def test_network_model_arithmetic():
-    link = Link(8e6, rtt_ms=10)  # 1 MB/s: 1 ms per kB
-    assert link.wire_ms(1000) == pytest.approx(1.0) and link.one_way_ms == 5
+    link = Network.uniform(Link(8e6, rtt_ms=10), 2)  # 1 MB/s: 1 ms per kB, both ways
+    assert link.links[0].wire_ms(1000) == pytest.approx(1.0) and link.links[1].one_way_ms == 5
     costs = PlanCosts(compute_ms=(2.0, 3.0), groups=((1,), (0,)),
                       hops=(Hop(992, 0.1, 0.2, 0, 1), Hop(92, 0.05, 0.01, 1, 0)))
     got = objectives(costs, link, (0.5, 0.5))
-    wire = link.wire_ms(framed_bytes(992)) + link.wire_ms(framed_bytes(92))
+    wire = link.links[0].wire_ms(framed_bytes(992)) + link.links[1].wire_ms(framed_bytes(92))
     assert got["latency_ms"] == pytest.approx(5.0 + 0.1 + 0.2 + 0.05 + 0.01 + 2 * 0.5 + wire + 10)
     assert got["bytes"] == 1000 + 100
     assert got["period_ms"] == pytest.approx(3.0 + 0.2 + 0.05) and got["bottleneck"] == "cores (0,)"
@@ -188,7 +193,7 @@ def test_network_model_arithmetic():
     assert shared["period_ms"] == pytest.approx(5.0 + 0.1 + 0.2 + 0.05 + 0.01)  # one core does everything
     idle = objectives(costs, link, (0.5, 0.5), idle_compute_ms=(2.5, 3.5))  # stages slower after idling: latency only
     assert idle["latency_ms"] == pytest.approx(got["latency_ms"] + 1.0) and idle["period_ms"] == got["period_ms"]
-    slow = objectives(costs, Link(8e5), (0.5, 0.5))
+    slow = objectives(costs, Network.of([8e5], 2), (0.5, 0.5))
     assert slow["bottleneck"] == "link 0" and slow["period_ms"] == pytest.approx(10.0)
     woken = objectives(costs, link, (0.5, 0.9))  # the device idled longer: its hop costs more
     assert woken["latency_ms"] == pytest.approx(got["latency_ms"] + 0.4) and woken["transport_overhead_ms"] == 1.4
@@ -197,6 +202,72 @@ def test_network_model_arithmetic():
         [0.13, 0.13, 0.19, 0.25, 0.35, 0.45])
     with pytest.raises(HwlatError, match="bandwidth must be positive"):
         Link(0)
+
+
+def test_per_link_rates_are_parsed():
+    one = parse_network("100Mbps", 3, rtt_ms=4)  # one value: every link, labelled as before
+    assert one == Network.uniform(Link(1e8, 4), 3) and one.label == "100Mbps"
+    forward = parse_network("10Mbps/1Gbps", 3, rtt_ms=4)  # stages - 1 values: the return at the device's rate
+    assert forward.links == (Link(1e7, 4), Link(1e9, 4), Link(1e7, 4)) and forward.label == "10Mbps/1Gbps"
+    assert parse_network("10Mbps/1Gbps/100Mbps", 3).links[-1] == Link(1e8)  # stages values: the last returns
+    assert parse_network("10Mbps/1Gbps", 2).links == (Link(1e7), Link(1e9))  # 2 stages: device -> s1, s1 -> device
+    assert [n.label for n in parse_networks("10Mbps/1Gbps, 100Mbps/1Gbps,,1Gbps", 3)] == [
+        "10Mbps/1Gbps", "100Mbps/1Gbps", "1Gbps"]
+    assert forward.link_for(0, 1) == Link(1e7, 4) and forward.link_for(1, 2) == Link(1e9, 4)
+    assert forward.link_for(2, 0) == forward.link_for(1, 0) == Link(1e7, 4)  # any last stage returns on that link
+    for sender, receiver in ((0, 2), (2, 3), (3, 0), (0, 0)):
+        with pytest.raises(HwlatError, match=f"no link from stage {sender} to stage {receiver} in a chain of 3"):
+            forward.link_for(sender, receiver)
+    # the API takes rates, per-link rates, their text, Links and Networks alike
+    assert as_network(1e8, 3, rtt_ms=4) == one and as_network(np.float64(1e8), 3, 4) == one
+    assert as_network((1e7, 1e9), 3) == as_network("10Mbps/1Gbps", 3) == parse_network("10Mbps/1Gbps", 3)
+    assert as_network(Link(1e8, 4), 3) == one and as_network(one, 3) is one
+
+
+@pytest.mark.parametrize("text, stages, message", [
+    ("10Mbps/1Gbps/1Gbps/1Gbps", 3, "bandwidth 10Mbps/1Gbps/1Gbps/1Gbps: 4 link rates for 3 stages; give 1 (every "
+                                    "link), 2 (device -> s1 -> s2; the return to the device at the first rate) or 3"),
+    ("10Mbps/1Gbps/1Gbps", 2, "3 link rates for 2 stages; give 1 (every link) or 2 (device -> s1, then the return)"),
+    ("10Mbps/1Gbps", 4, "2 link rates for 4 stages"),
+    ("10Mbps/0Mbps", 3, "bandwidth '0Mbps' must be positive"),
+    ("10Mbps/fast", 3, "bandwidth 'fast' is not a number with a unit"),
+    ("10Mbps//1Gbps", 3, "bandwidth '10Mbps//1Gbps' has an empty link rate"),
+    ("10Mbps/", 3, "has an empty link rate"),
+    ("100Mbps", 1, "a split needs at least 2 stages, got 1"),
+])
+def test_bad_per_link_rates_name_the_problem(text, stages, message):
+    with pytest.raises(HwlatError) as error:
+        parse_networks(text, stages)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_networks_of_the_wrong_size_are_refused():
+    with pytest.raises(HwlatError, match="network 10Mbps has 2 links, a 3-stage split needs 3"):
+        as_network(Network.of([1e7], 2), 3)
+    with pytest.raises(HwlatError, match="at least 2 Links"):
+        Network((Link(1e7),), "10Mbps")
+    with pytest.raises(HwlatError, match="bandwidth must be positive"):
+        as_network((1e7, 0.0), 3)
+
+
+def test_network_model_with_a_rate_per_link():
+    network = Network.of([8e6, 8e5], 3, rtt_ms=2)  # device -> s1 1 MB/s, s1 -> s2 0.1 MB/s, the return at 1 MB/s
+    costs = PlanCosts(compute_ms=(1.0, 2.0, 3.0), groups=("d", "s1", "s2"),
+                      hops=(Hop(992, 0.1, 0.2, 0, 1), Hop(492, 0.1, 0.2, 1, 2), Hop(92, 0.05, 0.01, 2, 0)))
+    got = objectives(costs, network, (0.5, 0.5, 0.5))
+    # on the wire: 1000 B at 1 MB/s = 1 ms, 500 B at 0.1 MB/s = 5 ms, 100 B at 1 MB/s = 0.1 ms; RTT/2 = 1 ms per hop
+    assert got["latency_ms"] == pytest.approx(6.0 + 0.66 + 3 * 0.5 + (1.0 + 5.0 + 0.1) + 3 * 1.0)
+    assert got["bottleneck"] == "link 1" and got["period_ms"] == pytest.approx(5.0) and got["bytes"] == 1600
+    back = objectives(costs, Network.of([8e6, 8e5, 8e4], 3, rtt_ms=2), (0.5, 0.5, 0.5))  # return: 10 ms per 100 B
+    assert back["bottleneck"] == "link 2" and back["period_ms"] == pytest.approx(10.0)
+    assert back["latency_ms"] == pytest.approx(got["latency_ms"] + 9.9)
+    # the last stage left empty: s1 returns to the device over the return link, never over s1 -> s2
+    short = PlanCosts((1.0, 2.0), (costs.hops[0], Hop(92, 0.05, 0.01, 1, 0)), ("d", "s1"))
+    assert objectives(short, network, (0.5, 0.5))["latency_ms"] == pytest.approx(3.0 + 0.36 + 1.0 + 1.1 + 2.0)
+    assert objectives(short, Network.of([8e6, 8e5, 8e4], 3), (0, 0))["bottleneck"] == "link 1"  # 10 ms back
+    # one rate for every link is the model of one link
+    uniform = objectives(costs, Network.of([8e6], 3, rtt_ms=2), (0.5, 0.5, 0.5))
+    assert uniform["latency_ms"] == pytest.approx(got["latency_ms"] - 4.5) and uniform["bottleneck"] == "cores s2"
 
 
 def test_paced_writer_keeps_the_rate():

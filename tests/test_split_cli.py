@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from hwlat._errors import HwlatError
-from hwlat.split import Link, SplitSession, analyze_split, parse_side
+from hwlat.split import Link, Network, SplitSession, analyze_split, parse_network, parse_side
 from hwlat.split._api import CALIBRATION_SPINS_MS, CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL, SplitResult
 from conftest import render_in_chromium
 from tests.test_split import branchy_model
@@ -67,6 +67,11 @@ def branchy(tmp_path):
     (["--model", "resnet:18", "--rtt", "-5ms"], "duration '-5ms' is not a number"),
     (["--model", "resnet:18", "--report", "/nonexistent/folder/r"], "directory /nonexistent/folder does not exist"),
     (["--model", "resnet:18", "--cut", " , "], "--cut needs at least one node"),
+    (["--model", "resnet:18", "--stages", "3", "--bandwidth", "100Mbps,10Mbps/1Gbps/1Gbps/1Gbps"],
+     "bandwidth 10Mbps/1Gbps/1Gbps/1Gbps: 4 link rates for 3 stages; give 1 (every link), 2 (device -> s1 -> s2;"),
+    (["--model", "resnet:18", "--bandwidth", "10Mbps/1Gbps/1Gbps"], "3 link rates for 2 stages"),
+    (["--model", "resnet:18", "--stages", "3", "--bandwidth", "10Mbps/0Mbps"], "bandwidth '0Mbps' must be positive"),
+    (["--model", "resnet:18", "--stages", "3", "--bandwidth", "10Mbps//1Gbps"], "has an empty link rate"),
 ])
 def test_bad_input_is_one_line_error(monkeypatch, capsys, args, message):
     before = stage_processes()
@@ -121,6 +126,55 @@ def test_real_two_process_run_on_loopback(branchy):
     assert measured["measured_latency_ms"] >= floor
     assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
     assert measured["measured_throughput_per_s"] <= 1e3 / link.wire_ms(session.codec(0, 0, "none")["bytes"] + 8) * 1.05
+
+
+def test_real_three_stage_run_paces_each_link_at_its_rate(monkeypatch, branchy):
+    # s1 -> s2 at 200 kbps: a ~190-byte message takes ~7.6 ms there, 1.5 us on the device's 1 Gbps link (also the
+    # return); were every stage paced at one rate, the run would be ~8 ms faster (1 Gbps) or ~15 ms slower (200 kbps)
+    monkeypatch.setattr("hwlat.split._api.CALIBRATION_SPINS_MS", (0.0, 2.0, 8.0))  # two links to calibrate: shorter
+    network = parse_network("1Gbps/200kbps", 3, rtt_ms=2.0)
+    sides = [parse_side("onnxruntime/t1/opt-disable@1"), *[parse_side("onnxruntime/t1@0")] * 2]
+    with SplitSession(f"onnx:{branchy}", sides, **QUICK) as session:
+        chain = session.plan_after("input", "skip")  # the device forwards the input; s1 [0:skip], s2 [skip:end]
+        short = session.plan_after("skip", "float")  # s2 left empty: s1 returns the outputs over the return link
+        runs = {}
+        for plan in (chain, short):
+            predicted = session.evaluate(plan, network)
+            runs[plan] = predicted, session.verify(plan, network, predicted, seconds=0.3)
+        slow_ms = network.links[1].wire_ms(session.codec(1, 1, "none")["bytes"] + 8)
+        assert len(session._transport) == 2  # one calibration per distinct link
+    predicted, measured = runs[chain]
+    assert slow_ms > 7 and predicted["bottleneck"] == "link 1" and predicted["period_ms"] == pytest.approx(slow_ms)
+    assert measured["measured_latency_ms"] >= slow_ms + 3 * network.links[0].one_way_ms
+    assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
+    assert measured["measured_throughput_per_s"] <= 1e3 / slow_ms * 1.05
+    predicted, measured = runs[short]
+    assert predicted["latency_ms"] < slow_ms  # never crosses the slow link, in the model or for real
+    assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
+
+
+def test_cli_passes_one_network_per_sweep_point(monkeypatch, capsys, tmp_path):
+    seen = {}
+
+    def analyze(model, sides, bandwidths, **kwargs):
+        seen.update(sides=len(sides), networks=bandwidths, rtt_ms=kwargs["rtt_ms"])
+        return ranked_plans()
+
+    monkeypatch.setattr("hwlat.split.analyze_split", analyze)
+    code, _, err = run_main(monkeypatch, capsys, "split", "--model", "nb201:x", *SIDES, "--stages", "3",
+                            "--bandwidth", "10Mbps/1Gbps,100Mbps,1Mbps/2Mbps/3Mbps", "--rtt", "4ms")
+    assert code == 0, err
+    assert seen["sides"] == 3 and seen["rtt_ms"] == 4.0
+    assert seen["networks"] == [Network((Link(1e7, 4), Link(1e9, 4), Link(1e7, 4)), "10Mbps/1Gbps"),
+                                Network.uniform(Link(1e8, 4), 3),
+                                Network((Link(1e6, 4), Link(2e6, 4), Link(3e6, 4)), "1Mbps/2Mbps/3Mbps")]
+    # a per-link label names its report files with '_' for '/'
+    table = pd.DataFrame({"bandwidth": ["10Mbps/1Gbps"] * 2, "plan": ["a", "b"], "latency_ms": [2.0, 3.0],
+                          "throughput_per_s": [100.0, 200.0], "best_latency": [True, False], "on_front": True})
+    written = SplitResult(table, [], {"model": "m", "compression": "none"}).report(str(tmp_path / "split"))
+    assert {path.name for path in written} == {"split-10Mbps_1Gbps.html", "split-10Mbps_1Gbps.csv",
+                                               "split-10Mbps_1Gbps.json", "split.csv", "split.json"}
+    assert json.loads((tmp_path / "split-10Mbps_1Gbps.json").read_text())["settings"]["bandwidth"] == "10Mbps/1Gbps"
 
 
 def test_cli_verify_writes_reports(branchy, tmp_path):

@@ -15,8 +15,10 @@ def split(
     model: str = typer.Option(..., help="nb201:ARCH (or any space SPACE:ARCH), resnet:18|34, or onnx:PATH."),
     device: str = typer.Option("onnxruntime/t1/opt-disable@1", help="First stage: onnxruntime/tTHREADS, then optionally /opt-LEVEL and @CPUS."),
     server: str = typer.Option("onnxruntime/t1@0", help="Later stages, comma-separated; the last is repeated up to --stages."),
-    bandwidth: str = typer.Option("10Mbps,100Mbps,1Gbps", help="Link bandwidths to sweep, comma-separated."),
-    rtt: str = typer.Option("0ms", help="Round-trip time of the link (each message is delayed by half)."),
+    bandwidth: str = typer.Option("10Mbps,100Mbps,1Gbps", help="Link bandwidths to sweep, comma-separated; one "
+                                  "rate per link with '/': device->s1/s1->s2/... (--stages - 1 rates: the return "
+                                  "to the device at the first rate) or .../return (--stages rates)."),
+    rtt: str = typer.Option("0ms", help="Round-trip time of every link (each message is delayed by half)."),
     stages: int = typer.Option(2, help="Number of stages (device + servers); 3+ are searched with Optuna when many."),
     compression: str = typer.Option("none", help="Crossing tensors as sent: none, fp16 or int8."),
     max_tensors: int = typer.Option(1, help="Cut only where at most this many tensors cross."),
@@ -38,18 +40,19 @@ def split(
                                      "compute power read from --energy-meter); energy then joins the front."),
     energy_meter: str = typer.Option(None, help="Measure device energy per input in real runs with a power reading: "
                                      "auto, powercap:ZONE_DIR, energy:FILE (cumulative uJ) or power:FILE (uW)."),
-    report: str = typer.Option(None, help="Write PREFIX-<bandwidth>.html/.csv/.json fronts and PREFIX.csv/.json."),
+    report: str = typer.Option(None, help="Write PREFIX-<bandwidth>.html/.csv/.json fronts (per-link rates: '/' as "
+                                "'_') and PREFIX.csv/.json."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
-    """Rank split points of a model by end-to-end latency and throughput for each bandwidth."""
+    """Rank split points of a model by end-to-end latency and throughput for each bandwidth (or per-link rates)."""
     from dataclasses import replace
 
     from hwlat.devices import find_energy_meter
     from hwlat.split import (
         analyze_split,
-        parse_bandwidths,
         parse_device_power,
         parse_duration_ms,
+        parse_networks,
         parse_side,
     )
     from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL, check_report_prefix
@@ -64,7 +67,8 @@ def split(
         raise HwlatError("--cut needs at least one node or tensor name (see --list-cuts)")
     if report:
         check_report_prefix(report)
-    links = parse_bandwidths(bandwidth)
+    rtt_ms = parse_duration_ms(rtt)
+    networks = parse_networks(bandwidth, stages, rtt_ms)
     servers = [parse_side(text) for text in server.split(",") if text.strip()]
     if not servers:
         raise HwlatError("--server needs at least one side, e.g. onnxruntime/t1@0")
@@ -75,7 +79,7 @@ def split(
     power = None if device_power is None else "measure" if measure_power else parse_device_power(device_power)
     meter = find_energy_meter(energy_meter or "auto") if energy_meter or measure_power else None
     console = Console(stderr=True, quiet=as_json)
-    result = analyze_split(model, sides, links, rtt_ms=parse_duration_ms(rtt), compression=compression,
+    result = analyze_split(model, sides, networks, rtt_ms=rtt_ms, compression=compression,
                            max_tensors=max_tensors, cuts=names, race_rounds=race, device_power=power,
                            energy_meter=meter,
                            verify="all" if verify_all or (verify and names) else "front" if verify else "none",

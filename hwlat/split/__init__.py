@@ -6,16 +6,21 @@ from hwlat.split._energy import DevicePower, device_energy_mj, measure_device_po
 from hwlat.split._models import resolve_model
 from hwlat.split._network import (
            Link,
+           Network,
            PacedWriter,
+           as_network,
            parse_bandwidth,
            parse_bandwidths,
            parse_duration_ms,
+           parse_network,
+           parse_networks,
            wait_until,
 )
 from hwlat.split._objectives import Hop, PlanCosts, TransportCalibration, objectives
 from hwlat.split._sides import Side, parse_side
 
-__all__ = ["CLOSE_CALL", "COMPRESSIONS", "CutPoint", "DevicePower", "Hop", "Link", "PacedWriter", "Plan", "PlanCosts",
-           "RACE_ALPHA", "Side", "SplitResult", "SplitSession", "TransportCalibration", "analyze_split",
-           "device_energy_mj", "find_cuts", "measure_device_power", "objectives", "parse_bandwidth", "parse_bandwidths",
-           "parse_device_power", "parse_duration_ms", "parse_side", "resolve_model", "static_shapes", "wait_until"]
+__all__ = ["CLOSE_CALL", "COMPRESSIONS", "CutPoint", "DevicePower", "Hop", "Link", "Network", "PacedWriter", "Plan",
+           "PlanCosts", "RACE_ALPHA", "Side", "SplitResult", "SplitSession", "TransportCalibration", "analyze_split",
+           "as_network", "device_energy_mj", "find_cuts", "measure_device_power", "objectives", "parse_bandwidth",
+           "parse_bandwidths", "parse_device_power", "parse_duration_ms", "parse_network", "parse_networks",
+           "parse_side", "resolve_model", "static_shapes", "wait_until"]

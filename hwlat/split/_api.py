@@ -1,4 +1,4 @@
-"""Split a model across a device and servers: find cuts, measure parts, rank plans per bandwidth, verify."""
+"""Split a model across a device and servers: find cuts, measure parts, rank plans per network, verify."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hwlat.split._cuts import CutPoint, check_compression, find_cuts, locate_cut
 from hwlat.split._energy import DevicePower, device_energy_mj, measure_device_power
 from hwlat.split._execute import run_pipeline
 from hwlat.split._models import example_inputs, resolve_model
-from hwlat.split._network import Link, format_bandwidth
+from hwlat.split._network import Link, Network, as_network, format_bandwidth
 from hwlat.split._objectives import Hop, PlanCosts, TransportCalibration, objectives
 from hwlat.split._segments import tensor_values
 from hwlat.split._sides import Side
@@ -123,6 +123,10 @@ class SplitSession:
         run_device(0.0)  # builds the session outside the measurement
         return measure_device_power(self.energy_meter, run_device)
 
+    def network(self, links: Network | Link) -> Network:
+        """`links` as a Network of this session's stages (a Link: every link at its rate and RTT)."""
+        return as_network(links, self.stages)
+
     def _worker_for(self, stage: int) -> StageWorker:
         """The first stage process with the same side settings (parts are timed once per side)."""
         return self.workers[self.sides.index(self.sides[stage])]
@@ -196,14 +200,14 @@ class SplitSession:
         trip. Overhead per hop = (measured - 2 spins - the modelled hops) / 2.
         """
         if link not in self._transport:
-            last = len(self.cuts) - 1
+            last, both_ways = len(self.cuts) - 1, Network.uniform(link, 2)
             plan_costs = PlanCosts((0.0, 0.0), tuple(
                 Hop(self.codec(a, last, "none")["bytes"], self.codec(a, last, "none")["encode_ms"],
                     self.codec(b, last, "none")["decode_ms"], a, b) for a, b in ((0, 1), (1, 0))), ("d", "s"))
-            modelled = objectives(plan_costs, link, (0.0, 0.0))["latency_ms"]
+            modelled = objectives(plan_costs, both_ways, (0.0, 0.0))["latency_ms"]
             idle, overhead = [], []
             for spin in CALIBRATION_SPINS_MS:
-                measured = run_pipeline(self.workers[:2], [(self.cuts[last], self.cuts[last])] * 2, link, "none",
+                measured = run_pipeline(self.workers[:2], [(self.cuts[last], self.cuts[last])] * 2, both_ways, "none",
                                         self.arrays(self.cuts[last]), self.run_protocol.as_dict(), 4, 2, spin)
                 round_trip = measured["measured_latency_ms"]
                 idle.append(round_trip - spin)
@@ -211,25 +215,27 @@ class SplitSession:
             self._transport[link] = TransportCalibration(tuple(idle), tuple(overhead))
         return self._transport[link]
 
-    def evaluate(self, plan: Plan, link: Link) -> dict:
-        """Predicted objectives of `plan` on `link` for one input at a time and for a stream.
+    def evaluate(self, plan: Plan, network: Network | Link) -> dict:
+        """Predicted objectives of `plan` on `network` (or a Link for every link), one input at a time and streamed.
 
         While one input goes round, each stage idles for the rest of the (back-to-back) latency: its segment
-        is timed after such an idle wait, and each hop's transport overhead is the calibration's at its
+        is timed after such an idle wait, and each hop's transport overhead is its link's calibration at its
         receiver's idle time.
         """
+        network = self.network(network)
         costs = self.costs(plan)
-        calibration = self.transport(link)
-        result = objectives(costs, link, [calibration.at(0.0)] * len(costs.hops))
+        calibrations = [self.transport(network.link_for(hop.sender, hop.receiver)) for hop in costs.hops]
+        result = objectives(costs, network, [calibration.at(0.0) for calibration in calibrations])
         device_ms = costs.compute_ms[0]
         if len(costs.compute_ms) > 1:
             idle = [result["latency_ms"] - ms for ms in costs.compute_ms]
             idle_compute = tuple(self.segment_ms(s, a, b, idle[s])
                                  for s, (a, b) in enumerate(self.stage_bounds(plan)))
-            result = objectives(costs, link, [calibration.at(idle[hop.receiver]) for hop in costs.hops], idle_compute)
+            result = objectives(costs, network, [calibration.at(idle[hop.receiver])
+                                                 for calibration, hop in zip(calibrations, costs.hops)], idle_compute)
             device_ms = idle_compute[0]
         if self.device_power is not None:
-            result["device_energy_mj"] = device_energy_mj(self.device_power, costs, link, device_ms,
+            result["device_energy_mj"] = device_energy_mj(self.device_power, costs, network, device_ms,
                                                           result["latency_ms"])
         return result
 
@@ -243,25 +249,28 @@ class SplitSession:
         """Every plan over the candidate cuts."""
         return [Plan(p) for p in itertools.combinations(self.candidates, self.stages - 1)]
 
-    def verify(self, plan: Plan, link: Link, prediction: dict, seconds: float = 1.0, energy: bool = True) -> dict:
-        """Run `plan` for real on `link`: median latency (`run_protocol`), then a stream of about `seconds`; with an
-        energy meter (and `energy`), the device energy per input over single inputs for the run budget."""
+    def verify(self, plan: Plan, network: Network | Link, prediction: dict, seconds: float = 1.0,
+               energy: bool = True) -> dict:
+        """Run `plan` for real on `network` (or a Link for every link): median latency (`run_protocol`), then a
+        stream of about `seconds`; with an energy meter (and `energy`), the device energy per input over single
+        inputs for the run budget."""
         stages = self.stage_bounds(plan)
         window = max(2, math.ceil(prediction["latency_ms"] / prediction["period_ms"]) + 1)
         count = window + max(10, math.ceil(seconds * 1e3 / prediction["period_ms"]))
         measured = run_pipeline(self.workers[:len(stages)], [(self.cuts[a], self.cuts[b]) for a, b in stages],
-                                link, self.compression, self.arrays(self.cuts[0]), self.run_protocol.as_dict(),
-                                count, window, energy_meter=self.energy_meter if energy else None,
+                                self.network(network), self.compression, self.arrays(self.cuts[0]),
+                                self.run_protocol.as_dict(), count, window,
+                                energy_meter=self.energy_meter if energy else None,
                                 energy_seconds=self.run_protocol.time_budget_s)
         return {key: measured[key] for key in ("measured_latency_ms", "measured_latency_ci_rel",
                                                "measured_throughput_per_s", "measured_device_energy_mj")
                 if key in measured}
 
-    def race(self, first: Plan, second: Plan, link: Link, rounds: int) -> dict:
-        """Run two plans for real `rounds` times each, alternately (first, second, then second, first, ...), so
-        that the machine's drift hits both alike: how often `first` was faster, a two-sided sign test of that, the
-        median of the paired latency ratios first / second, and which is faster ("first", "second", or "neither" when
-        p >= `RACE_ALPHA`). Latency only: each run's stream is the shortest.
+    def race(self, first: Plan, second: Plan, network: Network | Link, rounds: int) -> dict:
+        """Run two plans for real on `network` `rounds` times each, alternately (first, second, then second,
+        first, ...), so that the machine's drift hits both alike: how often `first` was faster, a two-sided sign
+        test of that, the median of the paired latency ratios first / second, and which is faster ("first",
+        "second", or "neither" when p >= `RACE_ALPHA`). Latency only: each run's stream is the shortest.
 
         One real run of each cannot order plans closer than the run-to-run spread: ResNet-18 device-only against
         server-only at 1 Gbps was measured faster in 11 and 9 of 20 rounds here (BENCHMARKS.md).
@@ -272,11 +281,11 @@ class SplitSession:
             raise HwlatError(f"a race needs at least 1 round, got {rounds}")
         if first == second:
             raise HwlatError(f"a race needs two different plans, got {self.label(first)} twice")
-        predicted = {plan: self.evaluate(plan, link) for plan in (first, second)}
+        predicted = {plan: self.evaluate(plan, network) for plan in (first, second)}
         ratios = []
         for index in range(rounds):
             order = (first, second) if index % 2 == 0 else (second, first)
-            measured = {plan: self.verify(plan, link, predicted[plan], seconds=0.0,
+            measured = {plan: self.verify(plan, network, predicted[plan], seconds=0.0,
                                           energy=False)["measured_latency_ms"] for plan in order}
             ratios.append(measured[first] / measured[second])
         wins, decided = sum(r < 1 for r in ratios), sum(r != 1 for r in ratios)
@@ -307,7 +316,8 @@ class SplitResult:
         return pd.DataFrame(rows)
 
     def report(self, prefix: str):
-        """Write ``<prefix>-<bandwidth>.html/.csv/.json`` (fronts) and ``<prefix>.csv/.json`` (all plans)."""
+        """Write ``<prefix>-<bandwidth>.html/.csv/.json`` (fronts; a per-link label's ``/`` as ``_``, e.g.
+        ``split-10Mbps_1Gbps.html``) and ``<prefix>.csv/.json`` (all plans)."""
         import json
 
         from hwlat._files import write_atomically
@@ -331,7 +341,7 @@ class SplitResult:
             report = ParetoReport(f"Split of {self.settings['model']} at {bandwidth}", rows.reset_index(drop=True),
                                   front_objectives(rows), label="plan",
                                   settings={**self.settings, "bandwidth": bandwidth, **choices[bandwidth]})
-            written += list(report.write(base.with_name(f"{base.name}-{bandwidth}")).values())
+            written += list(report.write(base.with_name(f"{base.name}-{bandwidth.replace('/', '_')}")).values())
         paths = {base.with_name(f"{base.name}.{kind}"): kind for kind in ("csv", "json")}
         summary = {"settings": self.settings, "chosen": json.loads(self.chosen().to_json(orient="records")),
                    "cuts": [{"index": c.index, "after": c.after, "tensors": list(c.tensors), "bytes": c.nbytes,
@@ -373,9 +383,9 @@ def check_report_prefix(prefix: str):
     return base
 
 
-def _search_plans(session: SplitSession, link: Link, trials: int, seed: int) -> list[Plan]:
+def _search_plans(session: SplitSession, network: Network, trials: int, seed: int) -> list[Plan]:
     """Plans proposed by Optuna (multi-objective TPE: min latency, max throughput, min device energy when the
-    session predicts it) on `link`."""
+    session predicts it) on `network`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -390,7 +400,7 @@ def _search_plans(session: SplitSession, link: Link, trials: int, seed: int) -> 
         if any(b <= a for a, b in itertools.pairwise(chosen)):
             raise optuna.TrialPruned()  # stages must follow each other in the graph
         plan = Plan(tuple(chosen))
-        seen[plan] = session.evaluate(plan, link)
+        seen[plan] = session.evaluate(plan, network)
         return (seen[plan]["latency_ms"], seen[plan]["throughput_per_s"],
                 *([seen[plan]["device_energy_mj"]] if energy else []))
 
@@ -398,15 +408,20 @@ def _search_plans(session: SplitSession, link: Link, trials: int, seed: int) -> 
     return list(seen)
 
 
-def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float], rtt_ms: float = 0.0,
-                  compression: str = "none", max_tensors: int = 1, verify: str = "none",
+def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float | Sequence[float] | str | Network],
+                  rtt_ms: float = 0.0, compression: str = "none", max_tensors: int = 1, verify: str = "none",
                   enumerate_limit: int = 100, trials: int = 60, seed: int = 0,
                   protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
                   stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None,
                   cuts: Sequence[str] | None = None, race_rounds: int = 0, race: str = "close",
                   device_power: DevicePower | str | None = None,
                   energy_meter: EnergyMeter | None = None) -> SplitResult:
-    """Rank split plans of `model` over `sides` (device first) for each bandwidth (bit/s), optionally verified.
+    """Rank split plans of `model` over `sides` (device first) for each bandwidth, optionally verified.
+
+    Each bandwidth is one network (`as_network`): a rate in bit/s for every link (labelled e.g. 100Mbps), rates per
+    link (the forward links device -> s1 -> ..., then optionally the return link, else the return goes over the
+    device's link at the first rate; labelled e.g. 10Mbps/1Gbps), their text (``"10Mbps/1Gbps"``) or a `Network`;
+    `rtt_ms` is every link's round-trip time where rates are given.
 
     `cuts` (node or tensor names) restricts the plans to those cut points (each one a plan with 2 stages).
     Plans are enumerated when there are at most `enumerate_limit`, else searched with Optuna (`trials` per
@@ -427,16 +442,16 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
         raise HwlatError(f"race must be close or all, got {race!r}")
     if not bandwidths:
         raise HwlatError("at least one bandwidth is needed")
-    links = [Link(bandwidth, rtt_ms) for bandwidth in bandwidths]
+    networks = [as_network(bandwidth, len(sides), rtt_ms) for bandwidth in bandwidths]
     with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol, cuts, device_power,
                       energy_meter) as session:
         exhaustive = math.comb(len(session.candidates), session.stages - 1) <= enumerate_limit
         rows = []
-        for link in links:
-            plans = session.all_plans() if exhaustive else _search_plans(session, link, trials, seed)
-            frame = pd.DataFrame([{"bandwidth": format_bandwidth(link.bandwidth_bps), "plan": session.label(p),
+        for network in networks:
+            plans = session.all_plans() if exhaustive else _search_plans(session, network, trials, seed)
+            frame = pd.DataFrame([{"bandwidth": network.label, "plan": session.label(p),
                                    "after": ",".join(session.cuts[k].after for k in p.positions),
-                                   "positions": p.positions, **session.evaluate(p, link)} for p in plans])
+                                   "positions": p.positions, **session.evaluate(p, network)} for p in plans])
             frame["best_latency"] = frame.index == frame["latency_ms"].idxmin()
             frame["best_throughput"] = frame.index == frame["throughput_per_s"].idxmax()
             from hwlat.reports import pareto_front
@@ -446,7 +461,7 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                     "front": frame.index[frame["on_front"]], "all": frame.index}[verify]
             for index in pick:
                 row = frame.loc[index]
-                measured = session.verify(Plan(tuple(row["positions"])), link, row.to_dict(), stream_seconds)
+                measured = session.verify(Plan(tuple(row["positions"])), network, row.to_dict(), stream_seconds)
                 for key, value in measured.items():
                     frame.loc[index, key] = value
                 if on_plan:
@@ -454,7 +469,7 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
             best, runner_up, margin = _best_and_runner_up(frame)
             if race_rounds and runner_up is not None and (race == "all" or margin < CLOSE_CALL):
                 rival = (frame.drop(index=best)["measured_latency_ms"].idxmin() if verify == "all" else runner_up)
-                raced = session.race(*(Plan(tuple(frame.loc[i, "positions"])) for i in (best, rival)), link,
+                raced = session.race(*(Plan(tuple(frame.loc[i, "positions"])) for i in (best, rival)), network,
                                      race_rounds)
                 for key, value in {"race_rival": frame.loc[rival, "plan"], **raced}.items():
                     frame.loc[best, key] = value
@@ -467,6 +482,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
         settings = {"model": model, "onnx": str(session.model.path),
                     "sides": {("device" if s == 0 else f"s{s}"): side.spec for s, side in enumerate(sides)},
                     "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors,
+                    "links": {network.label: [format_bandwidth(link.bandwidth_bps) for link in network.links]
+                              for network in networks},
                     "cut_points": len(session.cuts),
                     "candidate_cuts": None if cuts is None else [session.cuts[p].after for p in session.candidates],
                     "search": "enumeration" if exhaustive else f"optuna TPE, {trials} trials",
@@ -474,6 +491,6 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float]
                     "run_protocol": run_protocol.as_dict(), "stream_seconds": stream_seconds,
                     "device_power": None if session.device_power is None else session.device_power.as_dict(),
                     "energy_meter": None if energy_meter is None else energy_meter.name,
-                    "note": "all sides run on this machine's CPU in separate processes pinned as given; the link is "
+                    "note": "all sides run on this machine's CPU in separate processes pinned as given; each link is "
                             "loopback TCP rate-limited by a token-bucket writer, delayed by RTT/2 per message"}
         return SplitResult(table, session.cuts, settings)

@@ -1,8 +1,9 @@
 """Device energy per input of a split plan: a power model of the device (Neurosurgeon's), declared or measured.
 
 While one input goes round, the device draws `compute_w` while it runs its segment and codes messages,
-`transmit_w` / `receive_w` while its messages are on the link, and `idle_w` for the rest of the end-to-end
-latency (waiting for the servers). Watts x milliseconds = millijoules.
+`transmit_w` / `receive_w` while its messages are on the link (its sends on the link to s1, its receives on the
+network's return link: each at that link's rate), and `idle_w` for the rest of the end-to-end latency (waiting
+for the servers). Watts x milliseconds = millijoules.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 
 from hwlat._errors import HwlatError
 from hwlat.devices._energy import EnergyMeter
-from hwlat.split._network import Link, framed_bytes
-from hwlat.split._objectives import PlanCosts
+from hwlat.split._network import Network
+from hwlat.split._objectives import PlanCosts, hop_wire_ms
 
 _TERM = re.compile(r"\s*(compute|idle|tx|rx)\s*=\s*([0-9]*\.?[0-9]+)\s*(mW|W)\s*", re.IGNORECASE)
 #: what `parse_device_power` accepts
@@ -63,14 +64,14 @@ def parse_device_power(text: str) -> DevicePower:
                        values.get("rx", values["idle"]))
 
 
-def device_energy_mj(power: DevicePower, costs: PlanCosts, link: Link, device_compute_ms: float,
+def device_energy_mj(power: DevicePower, costs: PlanCosts, network: Network, device_compute_ms: float,
                      latency_ms: float) -> float:
-    """Device energy (mJ) of one input of a plan whose end-to-end latency is `latency_ms`; `device_compute_ms`
-    is the device segment's time as run in that latency (after its idle wait)."""
+    """Device energy (mJ) of one input of a plan on `network` whose end-to-end latency is `latency_ms`;
+    `device_compute_ms` is the device segment's time as run in that latency (after its idle wait)."""
     busy = device_compute_ms + sum(h.encode_ms for h in costs.hops if h.sender == 0)
     busy += sum(h.decode_ms for h in costs.hops if h.receiver == 0)
-    sending = sum(link.wire_ms(framed_bytes(h.payload_bytes)) for h in costs.hops if h.sender == 0)
-    receiving = sum(link.wire_ms(framed_bytes(h.payload_bytes)) for h in costs.hops if h.receiver == 0)
+    sending = sum(hop_wire_ms(h, network) for h in costs.hops if h.sender == 0)
+    receiving = sum(hop_wire_ms(h, network) for h in costs.hops if h.receiver == 0)
     idle = max(0.0, latency_ms - busy - sending - receiving)
     return (power.compute_w * busy + power.transmit_w * sending + power.receive_w * receiving
             + power.idle_w * idle)

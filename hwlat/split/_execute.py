@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from hwlat.devices._energy import EnergyMeter
-from hwlat.split._network import Link
+from hwlat.split._network import Network
 from hwlat.split._worker import StageConfig, StageWorker
 
 
-def run_pipeline(workers: list[StageWorker], stages: list[tuple], link: Link, compression: str, inputs: list,
+def run_pipeline(workers: list[StageWorker], stages: list[tuple], network: Network, compression: str, inputs: list,
                  protocol: dict, count: int, window: int, spin_ms: float = 0.0,
                  energy_meter: EnergyMeter | None = None, energy_seconds: float = 1.0) -> dict:
     """Measure one plan: median end-to-end latency of single inputs, then the rate of a stream of `count`.
 
     `stages[s]` = (start cut, end cut) runs on `workers[s]`; the first is the device, which feeds the
-    inputs and receives the outputs back from the last stage. Throughput skips the first `window` results.
+    inputs and receives the outputs back from the last stage. Each stage paces its outgoing messages at its link
+    of `network` and delays incoming ones by its incoming link's RTT/2 (`Network.link_for`; the last stage returns
+    over the return link). Throughput skips the first `window` results.
     `spin_ms`: every stage busy-waits that long per input (calibration of the transport, see SplitSession).
     With `energy_meter`, single inputs also run back to back for `energy_seconds` under the meter:
     `measured_device_energy_mj` per input.
@@ -24,11 +26,15 @@ def run_pipeline(workers: list[StageWorker], stages: list[tuple], link: Link, co
     ports = [workers[s].call("listen")["port"] for s in range(len(stages))] if networked else []
     for s in range(1, len(stages)):
         last = s == len(stages) - 1
+        receiver = 0 if last else s + 1
         workers[s].send({"op": "run", "config": StageConfig(
-            start=stages[s][0], end=stages[s][1], is_device=False, downstream_port=ports[0 if last else s + 1],
-            link=link, compression=compression, returns_result=last, spin_ms=spin_ms)})
+            start=stages[s][0], end=stages[s][1], is_device=False, downstream_port=ports[receiver],
+            link=network.link_for(s, receiver), in_link=network.link_for(s - 1, s), compression=compression,
+            returns_result=last, spin_ms=spin_ms)})
     device = StageConfig(start=stages[0][0], end=stages[0][1], is_device=True,
-                         downstream_port=ports[1] if networked else None, link=link if networked else None,
+                         downstream_port=ports[1] if networked else None,
+                         link=network.link_for(0, 1) if networked else None,
+                         in_link=network.link_for(len(stages) - 1, 0) if networked else None,
                          compression=compression, returns_result=False, spin_ms=spin_ms)
     workers[0].call("run", config=device)
     try:

@@ -1,4 +1,7 @@
-"""The network between stages: bandwidth and delay, a rate-limited socket writer, length-prefixed messages.
+"""The network between stages: links (bandwidth and delay), a rate-limited socket writer, length-prefixed messages.
+
+A split's stages form a chain device -> s1 -> ... -> last stage -> device (`Network`): one `Link` per forward
+transfer and one for the return of the outputs to the device, each with its own rate.
 
 The writer is a token bucket refilled at the link rate that starts each message empty and holds one chunk:
 a chunk leaves when the bucket holds its bytes, so a message of b bytes takes b / rate, back-to-back
@@ -12,7 +15,9 @@ import re
 import socket
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 from hwlat._errors import HwlatError
 
@@ -41,6 +46,23 @@ def parse_bandwidths(text: str) -> list[float]:
     if not parts:
         raise HwlatError("--bandwidth needs at least one value, e.g. 10Mbps,100Mbps,1Gbps")
     return [parse_bandwidth(part) for part in parts]
+
+
+def parse_network(text: str, stages: int, rtt_ms: float = 0.0) -> Network:
+    """The links of one sweep point, e.g. ``100Mbps`` (every link) or ``10Mbps/1Gbps`` (one rate per link,
+    see `Network.of`), each with round-trip time `rtt_ms`."""
+    parts = text.split("/")
+    if len(parts) > 1 and any(not part.strip() for part in parts):
+        raise HwlatError(f"bandwidth {text!r} has an empty link rate between '/'")
+    return Network.of([parse_bandwidth(part) for part in parts], stages, rtt_ms)
+
+
+def parse_networks(text: str, stages: int, rtt_ms: float = 0.0) -> list[Network]:
+    """Comma-separated sweep points of `parse_network`, e.g. ``10Mbps/1Gbps,100Mbps/1Gbps``."""
+    parts = [part for part in text.split(",") if part.strip()]
+    if not parts:
+        raise HwlatError("--bandwidth needs at least one value, e.g. 10Mbps,100Mbps,1Gbps")
+    return [parse_network(part, stages, rtt_ms) for part in parts]
 
 
 def parse_duration_ms(text: str) -> float:
@@ -83,6 +105,77 @@ class Link:
     def chunk_bytes(self) -> int:
         """Bucket size of the writer: about 1 ms of the link's rate, between 1 KiB and 64 KiB."""
         return int(min(65536, max(1024, self.bandwidth_bps / 8 / 1000)))
+
+
+@dataclass(frozen=True)
+class Network:
+    """The links of a split's chain, one per stage: device -> s1, s1 -> s2, ..., then the return from the last
+    stage to the device (`links[-1]`); `label` names the network in tables and report names, e.g. 10Mbps/1Gbps.
+
+    Links are full duplex and separate: each one is its own resource for a stream's throughput.
+    """
+
+    links: tuple[Link, ...]
+    label: str
+
+    def __post_init__(self) -> None:
+        if len(self.links) < 2 or not all(isinstance(link, Link) for link in self.links):
+            raise HwlatError(f"network {self.label}: a chain needs at least 2 Links (device -> s1 and the return), "
+                             f"got {self.links!r}")
+
+    @property
+    def stages(self) -> int:
+        return len(self.links)
+
+    @classmethod
+    def uniform(cls, link: Link, stages: int) -> Network:
+        """Every link of a `stages`-stage chain is `link` (labelled by its rate, e.g. 100Mbps)."""
+        return cls((link,) * stages, format_bandwidth(link.bandwidth_bps))
+
+    @classmethod
+    def of(cls, rates_bps: Sequence[float], stages: int, rtt_ms: float = 0.0) -> Network:
+        """Links from rates (bit/s) for `stages` stages: 1 rate for every link; `stages` - 1 for the forward links
+        in order, the return to the device then going over the device's link (the first rate); or `stages`: the
+        forward links, then the return link."""
+        if stages < 2:
+            raise HwlatError(f"a split needs at least 2 stages, got {stages}")
+        rates = list(rates_bps)
+        label = "/".join(format_bandwidth(rate) for rate in rates)
+        if len(rates) not in (1, stages - 1, stages):
+            chain = " -> ".join(["device", *(f"s{k}" for k in range(1, stages))])
+            counts = [f"{stages} ({chain}, then the return)"]
+            if stages > 2:
+                counts.insert(0, f"{stages - 1} ({chain}; the return to the device at the first rate)")
+            raise HwlatError(f"bandwidth {label}: {len(rates)} link rates for {stages} stages; give "
+                             f"{', '.join(['1 (every link)', *counts[:-1]])} or {counts[-1]}")
+        links = [Link(rate, rtt_ms) for rate in rates]
+        if len(links) == 1:
+            return cls.uniform(links[0], stages)
+        return cls(tuple(links if len(links) == stages else [*links, links[0]]), label)
+
+    def link_for(self, sender: int, receiver: int) -> Link:
+        """The link a message from stage `sender` to stage `receiver` crosses: forward to the next stage, or the
+        return link into the device (from whichever stage is the last one a plan uses)."""
+        if receiver == sender + 1 < self.stages:
+            return self.links[sender]
+        if receiver == 0 < sender < self.stages:
+            return self.links[-1]
+        raise HwlatError(f"network {self.label}: no link from stage {sender} to stage {receiver} "
+                         f"in a chain of {self.stages} stages")
+
+
+def as_network(value: Network | Link | str | float | Sequence[float], stages: int, rtt_ms: float = 0.0) -> Network:
+    """`value` as the links of a `stages`-stage chain: a Network (checked), a Link (every link), a rate in bit/s
+    (every link), rates per link (`Network.of`) or their text (`parse_network`); `rtt_ms` applies to rates."""
+    if isinstance(value, Network):
+        if value.stages != stages:
+            raise HwlatError(f"network {value.label} has {value.stages} links, a {stages}-stage split needs {stages}")
+        return value
+    if isinstance(value, Link):
+        return Network.uniform(value, stages)
+    if isinstance(value, str):
+        return parse_network(value, stages, rtt_ms)
+    return Network.of([value] if isinstance(value, Real) else value, stages, rtt_ms)
 
 
 def framed_bytes(payload_bytes: int) -> int:

@@ -1,10 +1,11 @@
 """Objectives of a split plan from measured parts: end-to-end latency, pipelined throughput, bytes sent.
 
 latency = sum of stage compute + per hop (encode + transport overhead + bytes / bandwidth + RTT / 2 + decode),
-hops being the forward transfers and the return of the outputs to the device; a hop's transport overhead
-grows with how long its receiver idled before the message came (`TransportCalibration`). A stream is limited by its
-busiest resource: a core group (the stages pinned to the same cores add up their compute and codec time)
-or a link (bytes / bandwidth; the delay overlaps with other work).
+hops being the forward transfers and the return of the outputs to the device, each over its own link of the
+`Network` (its bandwidth and RTT); a hop's transport overhead grows with how long its receiver idled before the
+message came (`TransportCalibration`). A stream is limited by its busiest resource: a core group (the stages
+pinned to the same cores add up their compute and codec time) or a link (bytes / bandwidth; the delay overlaps
+with other work).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwlat.split._network import Link, framed_bytes
+from hwlat.split._network import Network, framed_bytes
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,19 @@ class TransportCalibration:
         return float(np.interp(idle_ms, np.asarray(self.idle_ms)[order], np.asarray(self.overhead_ms)[order]))
 
 
-def objectives(costs: PlanCosts, link: Link, hop_overheads_ms: Sequence[float],
+def hop_wire_ms(hop: Hop, network: Network) -> float:
+    """Time `hop`'s message (with its framing) keeps its link of `network` busy."""
+    return network.link_for(hop.sender, hop.receiver).wire_ms(framed_bytes(hop.payload_bytes))
+
+
+def objectives(costs: PlanCosts, network: Network, hop_overheads_ms: Sequence[float],
                idle_compute_ms: tuple[float, ...] | None = None) -> dict:
-    """latency_ms, throughput_per_s, period_ms, bytes, transport overhead and the bottleneck of a plan on `link`.
+    """latency_ms, throughput_per_s, period_ms, bytes, transport overhead and the bottleneck of a plan on `network`.
 
     `hop_overheads_ms`: transport overhead of each hop (see `TransportCalibration`). `idle_compute_ms`: stage
     times when each stage idles between inputs, as it does for one input at a time (latency);
-    `costs.compute_ms` (back to back) set the stream's throughput.
+    `costs.compute_ms` (back to back) set the stream's throughput. The bottleneck names a core group or
+    ``link N``, the plan's N-th hop (0: device -> s1; the last: the return to the device).
     """
     if len(hop_overheads_ms) != len(costs.hops):
         raise ValueError(f"{len(costs.hops)} hops need as many overheads, got {len(hop_overheads_ms)}")
@@ -70,8 +77,8 @@ def objectives(costs: PlanCosts, link: Link, hop_overheads_ms: Sequence[float],
     busy = list(costs.compute_ms)
     wires = []
     for hop, overhead in zip(costs.hops, hop_overheads_ms):
-        wire = link.wire_ms(framed_bytes(hop.payload_bytes))
-        latency += hop.encode_ms + overhead + wire + link.one_way_ms + hop.decode_ms
+        wire, delay = hop_wire_ms(hop, network), network.link_for(hop.sender, hop.receiver).one_way_ms
+        latency += hop.encode_ms + overhead + wire + delay + hop.decode_ms
         busy[hop.sender] += hop.encode_ms
         busy[hop.receiver] += hop.decode_ms
         wires.append(wire)

@@ -1,9 +1,9 @@
 """A stage process: pinned to its side's cores, it times segments and codecs, and runs its pipeline stage.
 
-In a pipeline run each stage has a receiver thread (reads messages, holds each for the link's one-way
-delay), a compute thread (decode, run the segment, encode) and a sender thread (the rate-limited writer),
-so transfers overlap computation as on a real link. The device (first stage) feeds inputs and receives
-the outputs back from the last stage.
+In a pipeline run each stage has a receiver thread (reads messages, holds each for its incoming link's one-way
+delay), a compute thread (decode, run the segment, encode) and a sender thread (the writer paced at its outgoing
+link's rate), so transfers overlap computation as on a real link. The device (first stage) feeds inputs and
+receives the outputs back from the last stage.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class StageConfig:
     end: object  # CutPoint whose tensors go out
     is_device: bool
     downstream_port: int | None
-    link: object | None  # Link of the outgoing connection (None: device-only run)
+    link: object | None  # Link of the outgoing connection: its rate paces the writer (None: device-only run)
+    in_link: object | None  # Link of the incoming connection: its RTT/2 delays each message (None: device-only run)
     compression: str
     returns_result: bool  # the last stage: send the model's outputs back to the device, uncompressed
     spin_ms: float = 0.0  # busy-wait this long after each segment run (calibration: a compute stage without a model)
@@ -165,7 +166,7 @@ class _Pipeline:
         if config.downstream_port is not None:
             self.out_sock = connect(config.downstream_port)
             self._thread(self._send_loop)
-        if config.link is not None:  # networked: the device receives the results, other stages their inputs
+        if config.in_link is not None:  # networked: the device receives the results, other stages their inputs
             self.in_sock, _ = stage.listener.accept()
             self._thread(self._receive_loop)
 
@@ -185,7 +186,7 @@ class _Pipeline:
     def _receive_loop(self) -> None:
         from hwlat.split._network import receive_message
 
-        delay = self.config.link.one_way_ms / 1e3
+        delay = self.config.in_link.one_way_ms / 1e3
         while (message := receive_message(self.in_sock)) is not None:
             self.inbox.put((time.perf_counter() + delay, message))
         self.in_sock.close()
