@@ -17,9 +17,14 @@ real runs (`SplitSession.race`: N alternating real runs of each, a sign test), a
 plan orders plans closer than the run-to-run spread at random, a race tells whether the chosen one is faster
 (confirmed), slower (refuted) or neither shown (undecided).
 
+With `--stages 3` (or more) the plans cut the model into that many stages, over the servers of `--server` (the last
+repeated), and `--bandwidth` may give a rate per link (`10Mbps/1Gbps`, see `hwlat split`); `--cuts N` restricts the
+plans to N cut points evenly spaced over the model (the input and the output included), so that every plan can be
+enumerated and run.
+
 Usage: python benchmarks/split_points.py --out DIR [--repeats 5] [--minutes 8] [--models nb201:ARCH,resnet:18]
        [--bandwidth 10Mbps,100Mbps,1Gbps] [--device ...] [--server ...] [--rtt 0ms] [--race-rounds 0]
-       [--summary-only]
+       [--stages 2] [--cuts N] [--summary-only]
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from hwlat.split import analyze_split, parse_bandwidths, parse_duration_ms, parse_side
+from hwlat.split import (analyze_split, find_cuts, parse_duration_ms, parse_networks, parse_side, resolve_model,
+                         static_shapes)
 from hwlat.split import RACE_ALPHA
 from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL
 
@@ -88,12 +94,23 @@ def run_unit(model: str, repeat: int, args, sides) -> pd.DataFrame:
     """
     start, unit_load, load = time.time(), OtherLoad(), OtherLoad()
     others: list[float] = []
-    result = analyze_split(model, sides, parse_bandwidths(args.bandwidth), rtt_ms=parse_duration_ms(args.rtt),
-                           verify="all", **protocols(args), stream_seconds=args.stream_seconds, on_plan=lambda plan, row: others.append(load()),
-                           race_rounds=args.race_rounds, race="all")
+    rtt_ms = parse_duration_ms(args.rtt)
+    result = analyze_split(model, sides, parse_networks(args.bandwidth, len(sides), rtt_ms), rtt_ms=rtt_ms,
+                           verify="all", **protocols(args), stream_seconds=args.stream_seconds,
+                           on_plan=lambda plan, row: others.append(load()), race_rounds=args.race_rounds, race="all",
+                           cuts=spaced_cuts(model, args.cuts), enumerate_limit=10 ** 6)
     return result.table.assign(model=short_name(model), repeat=repeat, unit_seconds=time.time() - start,
                                unit_other_cores_busy=unit_load(), other_cores_busy=others,
                                started=time.strftime("%H:%M:%S", time.localtime(start)))
+
+
+def spaced_cuts(model: str, count: int) -> list[str] | None:
+    """Names of `count` cut points evenly spaced over `model`'s cuts, the first (input) and last included; None
+    (every cut) for 0."""
+    if count <= 0:
+        return None
+    cuts = find_cuts(static_shapes(resolve_model(model).load()))
+    return [cuts[i].after for i in sorted(set(np.linspace(0, len(cuts) - 1, count).round().astype(int)))]
 
 
 def noise_floor(every: pd.DataFrame) -> pd.Series:
@@ -246,13 +263,16 @@ def main() -> None:
     add_run_options(parser)
     parser.add_argument("--race-rounds", type=int, default=0, help="race each chosen split against the fastest "
                         "other measured one, this many alternating real runs each (0: no race)")
+    parser.add_argument("--stages", type=int, default=2, help="stages per plan (device + servers)")
+    parser.add_argument("--cuts", type=int, default=0, help="plans over this many evenly spaced cut points (0: all)")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
     if args.race_rounds < 0:
         parser.error(f"--race-rounds must be >= 0, got {args.race_rounds}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sides = [parse_side(args.device), parse_side(args.server)]
+    servers = [parse_side(text) for text in args.server.split(",")]
+    sides = [parse_side(args.device), *(servers + servers[-1:] * args.stages)[:args.stages - 1]]
     models = args.models.split(",")
     start = time.time()
     units = [(repeat, number, model) for repeat in range(args.repeats if not args.summary_only else 0)
@@ -274,8 +294,8 @@ def main() -> None:
     if not saved:
         print("no unit saved yet")
         return
-    print(f"sides: device {sides[0].spec}, server {sides[1].spec}; rtt {args.rtt}; cpus: {os.cpu_count()}; "
-          f"{len(saved)} units in {out}")
+    print(f"sides: device {sides[0].spec}, servers {', '.join(s.spec for s in sides[1:])}; rtt {args.rtt}; "
+          f"cpus: {os.cpu_count()}; {len(saved)} units in {out}")
     report(pd.concat([pd.read_csv(p) for p in saved], ignore_index=True))
 
 

@@ -103,6 +103,19 @@ def test_bytes_per_cut_are_dtype_aware_and_compressed():
         cuts["input"].compressed_bytes("zip")
 
 
+def test_a_batch_scales_every_crossing_tensor_and_needs_a_dynamic_batch(tmp_path):
+    single, batched = (find_cuts(static_shapes(branchy_model(), batch)) for batch in (1, 4))
+    assert [c.after for c in batched] == [c.after for c in single]
+    assert [c.nbytes for c in batched] == [4 * c.nbytes for c in single]
+    fixed = branchy_model()
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # exported with batch 1 baked in
+    assert [c.nbytes for c in find_cuts(static_shapes(fixed))] == [c.nbytes for c in single]
+    with pytest.raises(HwlatError, match="model input 'x' has a fixed first dimension of 1: a batch of 2 needs"):
+        static_shapes(fixed, 2)
+    with pytest.raises(HwlatError, match="batch size must be >= 1, got 0"):
+        static_shapes(branchy_model(), 0)
+
+
 def test_nb201_cuts_fall_between_cells_only():
     from hwlat.split import resolve_model
 
@@ -173,7 +186,7 @@ def test_durations_and_sides():
         parse_duration_ms("-3ms")
     side = parse_side("onnxruntime/t2/opt-basic@0")
     assert (side.threads, side.optimization, side.cpus, side.spec) == (2, "basic", (0,), "onnxruntime/t2/opt-basic@0")
-    for bad, message in (("torch/t1", "onnxruntime only"), ("onnxruntime/t1/opt-max", "optimisation level"),
+    for bad, message in (("torch/t1", "onnxruntime or tvm"), ("onnxruntime/t1/opt-max", "optimisation level"),
                          ("onnxruntime/t1@999", "not available"), ("ort", "is not RUNTIME")):
         with pytest.raises(HwlatError, match=message):
             parse_side(bad)

@@ -62,7 +62,7 @@ def branchy(tmp_path):
     (["--model", "resnet:18", "--bandwidth", "10Mbps,fast"], "bandwidth 'fast' is not a number with a unit"),
     (["--model", "resnet:18", "--bandwidth", "0Gbps"], "must be positive"),
     (["--model", "resnet:18", "--stages", "1"], "--stages must be >= 2"),
-    (["--model", "resnet:18", "--device", "torch/t1"], "onnxruntime only"),
+    (["--model", "resnet:18", "--device", "torch/t1"], "onnxruntime or tvm, not 'torch'"),
     (["--model", "resnet:18", "--compression", "zip"], "unknown compression"),
     (["--model", "resnet:18", "--rtt", "-5ms"], "duration '-5ms' is not a number"),
     (["--model", "resnet:18", "--report", "/nonexistent/folder/r"], "directory /nonexistent/folder does not exist"),
@@ -72,6 +72,7 @@ def branchy(tmp_path):
     (["--model", "resnet:18", "--bandwidth", "10Mbps/1Gbps/1Gbps"], "3 link rates for 2 stages"),
     (["--model", "resnet:18", "--stages", "3", "--bandwidth", "10Mbps/0Mbps"], "bandwidth '0Mbps' must be positive"),
     (["--model", "resnet:18", "--stages", "3", "--bandwidth", "10Mbps//1Gbps"], "has an empty link rate"),
+    (["--model", "resnet:18", "--batch", "0"], "--batch must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_error(monkeypatch, capsys, args, message):
     before = stage_processes()
@@ -126,6 +127,22 @@ def test_real_two_process_run_on_loopback(branchy):
     assert measured["measured_latency_ms"] >= floor
     assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
     assert measured["measured_throughput_per_s"] <= 1e3 / link.wire_ms(session.codec(0, 0, "none")["bytes"] + 8) * 1.05
+
+
+def test_a_batch_is_one_input_of_n_samples_end_to_end(branchy):
+    """With a batch of 3 every crossing tensor is 3 samples (bytes x 3), the stages run batches, and the prediction
+    still matches a real run."""
+    link = Link(1e6, rtt_ms=2.0)
+    sides = [parse_side("onnxruntime/t1/opt-disable@1"), parse_side("onnxruntime/t1@0")]
+    with SplitSession(f"onnx:{branchy}", sides, batch_size=3, **QUICK) as session:
+        plan = session.plan_after("skip")
+        assert session.arrays(session.cuts[0])[0].shape == (3, 4, 8)
+        predicted = session.evaluate(plan, link)
+        measured = session.verify(plan, link, predicted, seconds=0.3)
+        one_sample = session.cuts[plan.positions[0]].nbytes / 3
+    assert one_sample == 4 * 8 * 4  # the fp32 tensor after `skip`, per sample
+    assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
+    assert measured["measured_latency_ms"] >= link.wire_ms(predicted["bytes"])
 
 
 def test_real_three_stage_run_paces_each_link_at_its_rate(monkeypatch, branchy):

@@ -13,7 +13,8 @@ from hwlat._errors import HwlatError
 
 def split(
     model: str = typer.Option(..., help="nb201:ARCH (or any space SPACE:ARCH), resnet:18|34, or onnx:PATH."),
-    device: str = typer.Option("onnxruntime/t1/opt-disable@1", help="First stage: onnxruntime/tTHREADS, then optionally /opt-LEVEL and @CPUS."),
+    device: str = typer.Option("onnxruntime/t1/opt-disable@1", help="First stage: onnxruntime/tTHREADS, then optionally /opt-LEVEL "
+                          "and @CPUS; or tvm/tTHREADS, then optionally @CPUS (TVM's untuned build)."),
     server: str = typer.Option("onnxruntime/t1@0", help="Later stages, comma-separated; the last is repeated up to --stages."),
     bandwidth: str = typer.Option("10Mbps,100Mbps,1Gbps", help="Link bandwidths to sweep, comma-separated; one "
                                   "rate per link with '/': device->s1/s1->s2/... (--stages - 1 rates: the return "
@@ -22,6 +23,8 @@ def split(
     stages: int = typer.Option(2, help="Number of stages (device + servers); 3+ are searched with Optuna when many."),
     compression: str = typer.Option("none", help="Crossing tensors as sent: none, fp16 or int8."),
     max_tensors: int = typer.Option(1, help="Cut only where at most this many tensors cross."),
+    batch: int = typer.Option(1, help="Samples per input (the model's dynamic batch dimension): latency, bytes and "
+                              "energy per batch, throughput in batches per second."),
     cut: str = typer.Option(None, help="Evaluate only these cut points, comma-separated: node names, or the tensor "
                             "crossing, as --list-cuts shows them ('input' = all on the server)."),
     list_cuts: bool = typer.Option(False, "--list-cuts", help="Print the valid cut points and exit."),
@@ -57,8 +60,10 @@ def split(
     )
     from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL, check_report_prefix
 
+    if batch < 1:
+        raise HwlatError(f"--batch must be >= 1, got {batch}")
     if list_cuts:
-        _print_cuts(model, compression, max_tensors, as_json)
+        _print_cuts(model, compression, max_tensors, batch, as_json)
         return
     if stages < 2:
         raise HwlatError(f"--stages must be >= 2 (a device and a server), got {stages}")
@@ -81,7 +86,7 @@ def split(
     console = Console(stderr=True, quiet=as_json)
     result = analyze_split(model, sides, networks, rtt_ms=rtt_ms, compression=compression,
                            max_tensors=max_tensors, cuts=names, race_rounds=race, device_power=power,
-                           energy_meter=meter,
+                           energy_meter=meter, batch_size=batch,
                            verify="all" if verify_all or (verify and names) else "front" if verify else "none",
                            trials=trials, enumerate_limit=enumerate_limit,
                            protocol=replace(PART_PROTOCOL, time_budget_s=time_budget),
@@ -150,17 +155,17 @@ def _race_verdict(choice) -> str | None:
             f"no difference shown in {rounds} runs each")
 
 
-def _print_cuts(model: str, compression: str, max_tensors: int, as_json: bool) -> None:
+def _print_cuts(model: str, compression: str, max_tensors: int, batch: int, as_json: bool) -> None:
     """The valid cut points of `model`: the node each follows, the tensors crossing, their bytes as sent."""
     from hwlat.split import find_cuts, resolve_model, static_shapes
     from hwlat.split._cuts import check_compression
 
     check_compression(compression)
-    cuts = find_cuts(static_shapes(resolve_model(model).load()), max_tensors)
+    cuts = find_cuts(static_shapes(resolve_model(model).load(), batch), max_tensors)
     rows = [{"index": c.index, "after": c.after, "tensors": list(c.tensors), "shapes": [list(s) for s in c.shapes],
              "bytes": c.compressed_bytes(compression)} for c in cuts]
     if as_json:
-        typer.echo(json.dumps({"model": model, "compression": compression, "cuts": rows}))
+        typer.echo(json.dumps({"model": model, "compression": compression, "batch_size": batch, "cuts": rows}))
         return
     view = Table(title=f"{len(cuts)} cut points of {model} (use the 'after' name with --cut)")
     for column in ("index", "after", "tensors", "shapes", "bytes"):

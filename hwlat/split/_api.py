@@ -51,20 +51,23 @@ class SplitSession:
     Use as a context manager: the stage processes are stopped on exit. `cuts` (node or tensor names, as
     `find_cuts` names them) restricts the plans to those cut points; they are checked before any process starts.
     `device_power` (or "measure": calibrated with `energy_meter` once the device side is up) adds the device's
-    energy per input to every evaluation; `energy_meter` adds its measurement to every real run.
+    energy per input to every evaluation; `energy_meter` adds its measurement to every real run. With
+    `batch_size` N each input is a batch of N samples (the model's symbolic dimensions set to N): latency, bytes
+    and energy are per batch, throughput in batches per second.
     """
 
     def __init__(self, model: str, sides: Sequence[Side], compression: str = "none", max_tensors: int = 1,
                  protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
                  cuts: Sequence[str] | None = None, device_power: DevicePower | str | None = None,
-                 energy_meter: EnergyMeter | None = None) -> None:
+                 energy_meter: EnergyMeter | None = None, batch_size: int = 1) -> None:
         if len(sides) < 2:
             raise HwlatError(f"a split needs at least 2 stages, got {len(sides)}")
         if isinstance(device_power, str) and (device_power != "measure" or energy_meter is None):
             raise HwlatError(f"device power {device_power!r}: give a DevicePower, or 'measure' with an energy meter")
         check_compression(compression)
         self.model = resolve_model(model)
-        self.graph = static_shapes(self.model.load())
+        self.graph = static_shapes(self.model.load(), batch_size)
+        self.batch_size = batch_size
         self.cuts: list[CutPoint] = find_cuts(self.graph, max_tensors)
         self.max_tensors = max_tensors
         #: cut positions plans may use (all, or the named ones in graph order)
@@ -88,7 +91,7 @@ class SplitSession:
             for side in self.sides:
                 self.workers.append(StageWorker(side))
             for worker in self.workers:
-                worker.call("load", path=str(self.model.path), batch_size=1)
+                worker.call("load", path=str(self.model.path), batch_size=batch_size)
             self.device_power = self._measure_power() if device_power == "measure" else device_power
         except BaseException:
             self.close()
@@ -415,7 +418,7 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
                   stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None,
                   cuts: Sequence[str] | None = None, race_rounds: int = 0, race: str = "close",
                   device_power: DevicePower | str | None = None,
-                  energy_meter: EnergyMeter | None = None) -> SplitResult:
+                  energy_meter: EnergyMeter | None = None, batch_size: int = 1) -> SplitResult:
     """Rank split plans of `model` over `sides` (device first) for each bandwidth, optionally verified.
 
     Each bandwidth is one network (`as_network`): a rate in bit/s for every link (labelled e.g. 100Mbps), rates per
@@ -432,7 +435,7 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
     calls (`race="close"`: runner-up predicted less than `CLOSE_CALL` slower) or at every bandwidth (`race="all"`).
     The chosen row gets the race's columns and `race_rival`. `device_power` (a DevicePower, or "measure" with
     `energy_meter`) adds `device_energy_mj` per plan, and energy joins the front; with `energy_meter`, real runs
-    add `measured_device_energy_mj`.
+    add `measured_device_energy_mj`. `batch_size`: samples per input (see `SplitSession`).
     """
     if verify not in ("none", "chosen", "front", "all"):
         raise HwlatError(f"verify must be none, chosen, front or all, got {verify!r}")
@@ -444,7 +447,7 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
         raise HwlatError("at least one bandwidth is needed")
     networks = [as_network(bandwidth, len(sides), rtt_ms) for bandwidth in bandwidths]
     with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol, cuts, device_power,
-                      energy_meter) as session:
+                      energy_meter, batch_size) as session:
         exhaustive = math.comb(len(session.candidates), session.stages - 1) <= enumerate_limit
         rows = []
         for network in networks:
@@ -481,7 +484,7 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
             table["energy_error"] = table["device_energy_mj"] / table["measured_device_energy_mj"] - 1
         settings = {"model": model, "onnx": str(session.model.path),
                     "sides": {("device" if s == 0 else f"s{s}"): side.spec for s, side in enumerate(sides)},
-                    "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors,
+                    "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors, "batch_size": batch_size,
                     "links": {network.label: [format_bandwidth(link.bandwidth_bps) for link in network.links]
                               for network in networks},
                     "cut_points": len(session.cuts),

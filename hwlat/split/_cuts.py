@@ -52,10 +52,21 @@ def check_compression(compression: str) -> None:
 
 
 def static_shapes(model, batch_size: int = 1):
-    """A copy of `model` with symbolic input/output dims set to `batch_size` and every tensor shape inferred."""
+    """A copy of `model` with symbolic input/output dims set to `batch_size` and every tensor shape inferred.
+
+    A batch above 1 needs every graph input's first dimension symbolic (a model exported with a dynamic batch).
+    """
     import onnx
 
+    if batch_size < 1:
+        raise HwlatError(f"batch size must be >= 1, got {batch_size}")
     model = onnx.ModelProto.FromString(model.SerializeToString())
+    initializers = {init.name for init in model.graph.initializer}
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if batch_size > 1 and value.name not in initializers and dims and dims[0].HasField("dim_value"):
+            raise HwlatError(f"model input {value.name!r} has a fixed first dimension of {dims[0].dim_value}: a batch "
+                             f"of {batch_size} needs a model exported with a dynamic batch dimension")
     for value in [*model.graph.input, *model.graph.output]:
         for dim in value.type.tensor_type.shape.dim:
             if dim.HasField("dim_param") or not dim.HasField("dim_value"):

@@ -1,11 +1,20 @@
-"""Cut a shape-inferred ONNX model into segments between two cut points, and run them."""
+"""Cut a shape-inferred ONNX model into segments between two cut points, and run them (ONNX Runtime or TVM)."""
 
 from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from hwlat._errors import HwlatError
 from hwlat.split._cuts import CutPoint
+
+if TYPE_CHECKING:
+    from hwlat.split._sides import Side
+
+#: a segment as a function: input arrays (in its start cut's tensor order) -> output arrays (its end cut's order)
+Runner = Callable[[list], list]
 
 
 class Segmenter:
@@ -39,6 +48,56 @@ def session(model_bytes: bytes, threads: int = 1, optimization: str = "all"):
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[optimization]
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def segment_runner(model_bytes: bytes | None, inputs: list[str], outputs: list[str], side: Side) -> Runner:
+    """The segment `model_bytes` (None: empty, forwards its inputs) as a Runner on `side`'s runtime.
+
+    `inputs` and `outputs` name the arrays the Runner takes and returns, in that order.
+    """
+    if model_bytes is None:
+        return lambda arrays: list(arrays)
+    if side.runtime == "tvm":
+        return tvm_runner(model_bytes, inputs, outputs, side.threads)
+    sess = session(model_bytes, side.threads, side.optimization)
+    return lambda arrays: sess.run(outputs, dict(zip(inputs, arrays)))
+
+
+def tvm_runner(model_bytes: bytes, inputs: list[str], outputs: list[str], threads: int = 1) -> Runner:
+    """The segment compiled by TVM (Relax ONNX frontend, host LLVM target with `threads` cores) on the Relax VM.
+
+    TVM's default pipeline, untuned: no schedule (tiling, vectorization, threading), far slower than ONNX Runtime
+    on convolutions. Inputs need static shapes (the stage's model has them).
+    """
+    import onnx
+
+    from hwlat.profilers.runtimes._tvm import compile_onnx, require_tvm, tvm_target
+
+    tvm = require_tvm()
+    from tvm import relax
+
+    model = onnx.ModelProto.FromString(model_bytes)
+    constants = {tensor.name for tensor in model.graph.initializer}
+    graph_inputs = [value for value in model.graph.input if value.name not in constants]
+    shapes = {value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim] for value in graph_inputs}
+    dynamic = [name for name, shape in shapes.items() if not all(dim > 0 for dim in shape)]
+    if dynamic:
+        raise HwlatError(f"tvm: segment inputs {', '.join(dynamic)} have no static shape")
+    order = [inputs.index(name) for name in shapes]  # the VM takes the graph's inputs positionally
+    produced = [value.name for value in model.graph.output]
+    pick = [produced.index(name) for name in outputs]
+    device = tvm.cpu()
+    with warnings.catch_warnings():  # the frontend renames each input whose name is no identifier (most cut tensors)
+        warnings.filterwarnings("ignore", message="Renaming name")
+        executable = compile_onnx(model, shapes, tvm_target(None, threads))
+    main = relax.VirtualMachine(executable, device)["main"]
+
+    def run(arrays: list) -> list:
+        result = main(*(tvm.runtime.tensor(np.ascontiguousarray(arrays[i]), device) for i in order))
+        results = [result] if len(produced) == 1 else list(result)
+        return [results[i].numpy() for i in pick]
+
+    return run
 
 
 def tensor_values(model, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:

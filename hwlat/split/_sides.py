@@ -1,6 +1,7 @@
-"""The two (or more) sides of a split: how each stage runs, e.g. ``onnxruntime/t1/opt-basic@1``.
+"""The two (or more) sides of a split: how each stage runs, e.g. ``onnxruntime/t1/opt-basic@1`` or ``tvm/t1@0``.
 
-Written like hwlat platform keys: ``onnxruntime/t<threads>[/opt-<level>][@<cpu>[,<cpu>...]]``.
+Written like hwlat platform keys: ``onnxruntime/t<threads>[/opt-<level>][@<cpu>[,<cpu>...]]`` or
+``tvm/t<threads>[@<cpu>[,<cpu>...]]`` (TVM's default pipeline, untuned: it has no optimisation level).
 """
 
 from __future__ import annotations
@@ -8,39 +9,58 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from importlib.util import find_spec
 
 from hwlat._errors import HwlatError
 from hwlat.profilers.runtimes._onnxruntime import OPTIMIZATION_LEVELS
+from hwlat.profilers.runtimes._tvm import TvmRuntime
+
+#: runtimes a stage can run its ONNX segments with
+RUNTIMES = ("onnxruntime", "tvm")
 
 _PATTERN = re.compile(r"(?P<runtime>[a-z]+)/t(?P<threads>\d+)(?:/opt-(?P<opt>[a-z]+))?(?:@(?P<cpus>[\d,]+))?")
 
 
 @dataclass(frozen=True)
 class Side:
-    """Runtime settings of a stage process: ONNX Runtime threads, graph optimisation level, pinned cores."""
+    """Runtime settings of a stage process: runtime, threads, graph optimisation level (ONNX Runtime), pinned cores.
+
+    `runtime` "tvm" compiles each segment with TVM's default pipeline (untuned); its `optimization` stays "all".
+    """
 
     threads: int = 1
     optimization: str = "all"
     cpus: tuple[int, ...] | None = None
+    runtime: str = "onnxruntime"
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise HwlatError(f"side runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
+        if self.runtime == "tvm" and self.optimization != "all":
+            raise HwlatError(f"side runtime 'tvm' has no optimisation level, got {self.optimization!r}")
 
     @property
     def spec(self) -> str:
         opt = "" if self.optimization == "all" else f"/opt-{self.optimization}"
         cpus = f"@{','.join(map(str, self.cpus))}" if self.cpus else ""
-        return f"onnxruntime/t{self.threads}{opt}{cpus}"
+        return f"{self.runtime}/t{self.threads}{opt}{cpus}"
 
 
 def parse_side(text: str) -> Side:
-    """A Side from its spec; HwlatError names what is wrong (runtime, level, cores this machine lacks)."""
+    """A Side from its spec; HwlatError names what is wrong (runtime, level, cores this machine lacks, TVM missing)."""
     match = _PATTERN.fullmatch(text.strip())
     if not match:
         raise HwlatError(f"side {text!r} is not RUNTIME/tTHREADS[/opt-LEVEL][@CPUS], e.g. onnxruntime/t1/opt-basic@1")
-    if match["runtime"] != "onnxruntime":
-        raise HwlatError(f"side {text!r}: split stages run ONNX segments with onnxruntime only, "
-                         f"not {match['runtime']!r}")
+    runtime = match["runtime"]
+    if runtime not in RUNTIMES:
+        raise HwlatError(f"side {text!r}: split stages run ONNX segments with {' or '.join(RUNTIMES)}, "
+                         f"not {runtime!r}")
     threads = int(match["threads"])
     if threads < 1:
         raise HwlatError(f"side {text!r}: threads must be >= 1")
+    if runtime == "tvm" and match["opt"]:
+        raise HwlatError(f"side {text!r}: tvm stages have no /opt- level (TVM's default pipeline, untuned); "
+                         f"write tvm/t{threads}[@CPUS]")
     optimization = match["opt"] or "all"
     if optimization not in OPTIMIZATION_LEVELS:
         raise HwlatError(f"side {text!r}: unknown optimisation level {optimization!r} "
@@ -51,4 +71,6 @@ def parse_side(text: str) -> Side:
         if missing:
             raise HwlatError(f"side {text!r}: cores {missing} are not available to this process "
                              f"(available: {sorted(os.sched_getaffinity(0))})")
-    return Side(threads, optimization, cpus)
+    if runtime == "tvm" and find_spec("tvm") is None:
+        raise HwlatError(f"side {text!r}: tvm stages need {TvmRuntime.engine_requirement} (tvm is not installed)")
+    return Side(threads, optimization, cpus, runtime)

@@ -79,14 +79,15 @@ def spinning(run, spin_ms: float):
 
 
 class _Stage:
-    """The state of one stage process: the model, cached sessions, and the current pipeline."""
+    """The state of one stage process: the model, cached segment runners (ORT sessions, TVM builds), the pipeline."""
 
-    def __init__(self, side: Side) -> None:
+    def __init__(self, side: Side, tvm_preloaded: bool = False) -> None:
         self.side = side
         self.segmenter = None
-        self.sessions: dict[tuple[int, int], object] = {}
+        self.runners: dict[tuple[int, int], object] = {}
         self.listener = None
         self.pipeline: _Pipeline | None = None
+        self.tvm_preloaded = tvm_preloaded  # tvm was imported before the thread variables were set
 
     def load(self, path: str, batch_size: int) -> dict:
         from hwlat.split._cuts import static_shapes
@@ -94,23 +95,24 @@ class _Stage:
         from hwlat.split._segments import Segmenter
 
         self.segmenter = Segmenter(static_shapes(SplitModel("", path).load(), batch_size))
-        self.sessions.clear()
+        self.runners.clear()
         return {"loaded": path}
 
     def compute(self, start, end):
-        """A function from the input arrays (start's order) to the output arrays (end's order)."""
+        """A function from the input arrays (start's order) to the output arrays (end's order), built once."""
         key = (start.index, end.index)
-        if key not in self.sessions:
-            from hwlat.split._segments import session
+        if key not in self.runners:
+            from hwlat.split._segments import segment_runner
 
-            model = self.segmenter.segment(start, end)
-            self.sessions[key] = None if model is None else session(model, self.side.threads,
-                                                                     self.side.optimization)
-        sess = self.sessions[key]
-        if sess is None:
-            return lambda arrays: list(arrays)
-        names, outputs = list(start.tensors), list(end.tensors)
-        return lambda arrays: sess.run(outputs, dict(zip(names, arrays)))
+            self.runners[key] = segment_runner(self.segmenter.segment(start, end), list(start.tensors),
+                                               list(end.tensors), self.side)
+        return self.runners[key]
+
+    def describe(self) -> dict:
+        """What this stage runs with: its runtime, thread variables, built segments, whether tvm was loaded early."""
+        return {"runtime": self.side.runtime, "spec": self.side.spec, "segments": sorted(self.runners),
+                "threads_env": {var: os.environ.get(var) for var in THREAD_ENV_VARS},
+                "tvm_loaded": "tvm" in sys.modules, "tvm_preloaded": self.tvm_preloaded}
 
     def time_segment(self, start, end, arrays: list, protocol: dict, idle_ms: float = 0.0) -> dict:
         """Statistics of the segment's run time, each run after `idle_ms` of sleep (0: back to back)."""
@@ -257,7 +259,12 @@ class _Pipeline:
 
 
 def _serve(conn, side: Side) -> None:
-    """Stage process main loop: answer commands until None (or the parent goes away)."""
+    """Stage process main loop: answer commands until None (or the parent goes away).
+
+    A TVM side imports tvm here, after the thread variables are set (TVM_NUM_THREADS), so start-up fails in one line
+    when TVM cannot be loaded.
+    """
+    tvm_preloaded = "tvm" in sys.modules
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(side.threads)
     if side.cpus:
@@ -266,7 +273,15 @@ def _serve(conn, side: Side) -> None:
 
     set_timer_slack_ns()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    stage = _Stage(side)
+    if side.runtime == "tvm":
+        from hwlat.profilers.runtimes._tvm import require_tvm
+
+        try:
+            require_tvm()
+        except HwlatError as exc:
+            conn.send({"error": str(exc)})
+            return
+    stage = _Stage(side, tvm_preloaded)
     conn.send({"ready": True})
     try:
         while (job := conn.recv()) is not None:
@@ -295,6 +310,8 @@ def _answer(stage: _Stage, job: dict) -> dict:
         return {"runs": _repeat(lambda: run(arrays), job["seconds"])}
     if op == "listen":
         return stage.listen()
+    if op == "describe":
+        return stage.describe()
     if op == "run":
         return stage.run(job["config"])
     pipeline = stage.pipeline

@@ -87,19 +87,39 @@ def compile_executable(workload: Workload, target, tuning_records: str | None = 
     the build would silently be untuned.
     """
     import onnx
-    import tvm
+
+    return compile_onnx(onnx.load(str(workload.onnx_file())), {"input": list(workload.input_shape)}, target,
+                        tuning_records, f"{workload.space}:{workload.arch} at batch {workload.batch_size}")
+
+
+def compile_onnx(model, shape_dict: dict[str, list[int]], target, tuning_records: str | None = None,
+                 what: str = "the model"):
+    """Compile an ONNX ModelProto (inputs' static shapes in `shape_dict`) with Relax for `target`; an Executable.
+
+    Without `tuning_records` this is TVM's default pipeline: untuned, no schedule on CPU. `what` names the model
+    in errors.
+    """
+    tvm = require_tvm()
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
-    mod = from_onnx(onnx.load(str(workload.onnx_file())), shape_dict={"input": list(workload.input_shape)})
+    mod = from_onnx(model, shape_dict=shape_dict)
     if tuning_records:
         mod = relax.get_pipeline("static_shape_tuning", total_trials=0, target=target, work_dir=tuning_records)(mod)
         tuned, kernels = scheduled_kernels(mod)
         if not tuned:
             raise HwlatError(f"tvm: tuning records in {tuning_records} match none of the {kernels} kernels of "
-                             f"{workload.space}:{workload.arch} at batch {workload.batch_size} for target "
-                             f"{target}: were they tuned for another model, batch size or target?")
+                             f"{what} for target {target}: were they tuned for another model, batch size or target?")
     return tvm.compile(mod, target=target)
+
+
+def require_tvm():
+    """The `tvm` module; HwlatError naming what to install when it cannot be imported."""
+    try:
+        import tvm
+    except ImportError as exc:
+        raise HwlatError(f"tvm: needs {TvmRuntime.engine_requirement} (import failed: {exc})") from None
+    return tvm
 
 
 def scheduled_kernels(mod) -> tuple[int, int]:
