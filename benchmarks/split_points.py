@@ -24,7 +24,7 @@ enumerated and run.
 
 Usage: python benchmarks/split_points.py --out DIR [--repeats 5] [--minutes 8] [--models nb201:ARCH,resnet:18]
        [--bandwidth 10Mbps,100Mbps,1Gbps] [--device ...] [--server ...] [--rtt 0ms] [--race-rounds 0]
-       [--stages 2] [--cuts N] [--summary-only]
+       [--stages 2] [--cuts N] [--batch 1] [--summary-only]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def run_unit(model: str, repeat: int, args, sides) -> pd.DataFrame:
     result = analyze_split(model, sides, parse_networks(args.bandwidth, len(sides), rtt_ms), rtt_ms=rtt_ms,
                            verify="all", **protocols(args), stream_seconds=args.stream_seconds,
                            on_plan=lambda plan, row: others.append(load()), race_rounds=args.race_rounds, race="all",
-                           cuts=spaced_cuts(model, args.cuts), enumerate_limit=10 ** 6)
+                           cuts=spaced_cuts(model, args.cuts), enumerate_limit=10 ** 6, batch_size=args.batch)
     return result.table.assign(model=short_name(model), repeat=repeat, unit_seconds=time.time() - start,
                                unit_other_cores_busy=unit_load(), other_cores_busy=others,
                                started=time.strftime("%H:%M:%S", time.localtime(start)))
@@ -265,6 +265,7 @@ def main() -> None:
                         "other measured one, this many alternating real runs each (0: no race)")
     parser.add_argument("--stages", type=int, default=2, help="stages per plan (device + servers)")
     parser.add_argument("--cuts", type=int, default=0, help="plans over this many evenly spaced cut points (0: all)")
+    parser.add_argument("--batch", type=int, default=1, help="samples per input (see hwlat split --batch)")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
     if args.race_rounds < 0:
@@ -295,6 +296,7 @@ def main() -> None:
         print("no unit saved yet")
         return
     print(f"sides: device {sides[0].spec}, servers {', '.join(s.spec for s in sides[1:])}; rtt {args.rtt}; "
+          f"batch {args.batch}; "
           f"cpus: {os.cpu_count()}; {len(saved)} units in {out}")
     report(pd.concat([pd.read_csv(p) for p in saved], ignore_index=True))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 import re
@@ -137,14 +138,18 @@ def _online_cpus() -> tuple[int, ...]:
     return _cpu_list(_CPU_ONLINE.read_text()) if _CPU_ONLINE.is_file() else tuple(range(os.cpu_count() or 1))
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _open(event: PerfEvent, cpu: int) -> int:
     """A counting file descriptor of `event` on `cpu` (all processes); HwlatError says why the kernel refused."""
     number = _SYSCALL.get(platform.machine())
     if number is None:
         raise HwlatError(f"perf events: perf_event_open is not known on {platform.machine()!r}")
     attr = _ATTR.pack(event.type, _ATTR.size, event.config, 0, 0, _READ_FORMAT, 0, 0, 0, event.config1, event.config2)
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(number, ctypes.c_char_p(attr), ctypes.c_int(-1), ctypes.c_int(cpu), ctypes.c_int(-1),
+    fd = _libc().syscall(number, ctypes.c_char_p(attr), ctypes.c_int(-1), ctypes.c_int(cpu), ctypes.c_int(-1),
                       ctypes.c_ulong(_FD_CLOEXEC))
     if fd >= 0:
         return fd
