@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from hwlat.split import (analyze_split, find_cuts, parse_duration_ms, parse_networks, parse_side, resolve_model,
+from hwlat.split import (analyze_split, find_cuts, parse_networks, parse_rtts, parse_side, resolve_model,
                          static_shapes)
 from hwlat.split import RACE_ALPHA
 from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL
@@ -94,7 +94,7 @@ def run_unit(model: str, repeat: int, args, sides) -> pd.DataFrame:
     """
     start, unit_load, load = time.time(), OtherLoad(), OtherLoad()
     others: list[float] = []
-    rtt_ms = parse_duration_ms(args.rtt)
+    rtt_ms = parse_rtts(args.rtt)
     result = analyze_split(model, sides, parse_networks(args.bandwidth, len(sides), rtt_ms), rtt_ms=rtt_ms,
                            verify="all", **protocols(args), stream_seconds=args.stream_seconds,
                            on_plan=lambda plan, row: others.append(load()), race_rounds=args.race_rounds, race="all",

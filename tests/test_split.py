@@ -27,6 +27,7 @@ from hwlat.split import (
     parse_duration_ms,
     parse_network,
     parse_networks,
+    parse_rtts,
     parse_side,
     static_shapes,
     wait_until,
@@ -235,6 +236,22 @@ def test_per_link_rates_are_parsed():
     assert as_network(1e8, 3, rtt_ms=4) == one and as_network(np.float64(1e8), 3, 4) == one
     assert as_network((1e7, 1e9), 3) == as_network("10Mbps/1Gbps", 3) == parse_network("10Mbps/1Gbps", 3)
     assert as_network(Link(1e8, 4), 3) == one and as_network(one, 3) is one
+
+
+def test_round_trip_times_per_link_are_counted_like_the_rates():
+    assert parse_rtts("20ms") == 20.0 and parse_rtts("20ms/500us") == [20.0, 0.5]
+    network = Network.of([1e7, 1e9], 3, rtt_ms=[20.0, 0.5])  # 2 forward links; the return takes the first of each
+    assert network.links == (Link(1e7, 20.0), Link(1e9, 0.5), Link(1e7, 20.0)) and network.label == "10Mbps/1Gbps"
+    assert Network.of([1e8], 3, rtt_ms=(1.0, 2.0, 3.0)).links == (Link(1e8, 1.0), Link(1e8, 2.0), Link(1e8, 3.0))
+    assert as_network("100Mbps", 2, [4.0]) == as_network(1e8, 2, 4.0) == Network.uniform(Link(1e8, 4.0), 2)
+    costs = PlanCosts((1.0, 2.0, 3.0), (Hop(0, 0, 0, 0, 1), Hop(0, 0, 0, 1, 2), Hop(0, 0, 0, 2, 0)), ("d", "s1", "s2"))
+    # each hop waits half its own link's RTT: 10 + 0.25 + 10 ms, beside its framing bytes on the wire
+    wires = sum(link.wire_ms(framed_bytes(0)) for link in network.links)
+    assert objectives(costs, network, (0.0, 0.0, 0.0))["latency_ms"] == pytest.approx(6.0 + 20.25 + wires)
+    with pytest.raises(HwlatError, match="round-trip time 1ms/2ms/3ms: 3 round-trip times for 2 stages"):
+        Network.of([1e8], 2, rtt_ms=[1.0, 2.0, 3.0])
+    with pytest.raises(HwlatError, match="round-trip time must be >= 0"):
+        Network.of([1e8], 2, rtt_ms=[1.0, -2.0])
 
 
 @pytest.mark.parametrize("text, stages, message", [

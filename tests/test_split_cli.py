@@ -73,6 +73,10 @@ def branchy(tmp_path):
     (["--model", "resnet:18", "--stages", "3", "--bandwidth", "10Mbps/0Mbps"], "bandwidth '0Mbps' must be positive"),
     (["--model", "resnet:18", "--stages", "3", "--bandwidth", "10Mbps//1Gbps"], "has an empty link rate"),
     (["--model", "resnet:18", "--batch", "0"], "--batch must be >= 1, got 0"),
+    (["--model", "resnet:18", "--stages", "3", "--rtt", "1ms/2ms/3ms/4ms"],
+     "round-trip time 1ms/2ms/3ms/4ms: 4 round-trip times for 3 stages; give 1 (every link), 2 (device -> s1 -> s2;"),
+    (["--model", "resnet:18", "--rtt", "1ms//2ms"], "round-trip time '1ms//2ms' has an empty value between '/'"),
+    (["--model", "resnet:18", "--rtt", "1ms/-2ms"], "duration '-2ms' is not a number"),
 ])
 def test_bad_input_is_one_line_error(monkeypatch, capsys, args, message):
     before = stage_processes()
@@ -149,7 +153,7 @@ def test_real_three_stage_run_paces_each_link_at_its_rate(monkeypatch, branchy):
     # s1 -> s2 at 200 kbps: a ~190-byte message takes ~7.6 ms there, 1.5 us on the device's 1 Gbps link (also the
     # return); were every stage paced at one rate, the run would be ~8 ms faster (1 Gbps) or ~15 ms slower (200 kbps)
     monkeypatch.setattr("hwlat.split._api.CALIBRATION_SPINS_MS", (0.0, 2.0, 8.0))  # two links to calibrate: shorter
-    network = parse_network("1Gbps/200kbps", 3, rtt_ms=2.0)
+    network = parse_network("1Gbps/200kbps", 3, rtt_ms=[2.0, 6.0])  # RTT per link too; the return's is the first
     sides = [parse_side("onnxruntime/t1/opt-disable@1"), *[parse_side("onnxruntime/t1@0")] * 2]
     with SplitSession(f"onnx:{branchy}", sides, **QUICK) as session:
         chain = session.plan_after("input", "skip")  # the device forwards the input; s1 [0:skip], s2 [skip:end]
@@ -162,11 +166,12 @@ def test_real_three_stage_run_paces_each_link_at_its_rate(monkeypatch, branchy):
         assert len(session._transport) == 2  # one calibration per distinct link
     predicted, measured = runs[chain]
     assert slow_ms > 7 and predicted["bottleneck"] == "link 1" and predicted["period_ms"] == pytest.approx(slow_ms)
-    assert measured["measured_latency_ms"] >= slow_ms + 3 * network.links[0].one_way_ms
+    assert measured["measured_latency_ms"] >= slow_ms + sum(link.one_way_ms for link in network.links)  # 1 + 3 + 1
     assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
     assert measured["measured_throughput_per_s"] <= 1e3 / slow_ms * 1.05
     predicted, measured = runs[short]
-    assert predicted["latency_ms"] < slow_ms  # never crosses the slow link, in the model or for real
+    assert predicted["latency_ms"] < slow_ms  # never crosses the slow link (nor its 6 ms RTT), in model or for real
+    assert measured["measured_latency_ms"] >= 2 * network.links[0].one_way_ms
     assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
 
 
@@ -185,6 +190,13 @@ def test_cli_passes_one_network_per_sweep_point(monkeypatch, capsys, tmp_path):
     assert seen["networks"] == [Network((Link(1e7, 4), Link(1e9, 4), Link(1e7, 4)), "10Mbps/1Gbps"),
                                 Network.uniform(Link(1e8, 4), 3),
                                 Network((Link(1e6, 4), Link(2e6, 4), Link(3e6, 4)), "1Mbps/2Mbps/3Mbps")]
+    # a round-trip time per link, counted like the rates: here 2 values, the return taking the first
+    code, _, err = run_main(monkeypatch, capsys, "split", "--model", "nb201:x", *SIDES, "--stages", "3",
+                            "--bandwidth", "10Mbps/1Gbps,100Mbps", "--rtt", "20ms/500us")
+    assert code == 0, err
+    assert seen["rtt_ms"] == [20.0, 0.5]
+    assert seen["networks"] == [Network((Link(1e7, 20), Link(1e9, 0.5), Link(1e7, 20)), "10Mbps/1Gbps"),
+                                Network((Link(1e8, 20), Link(1e8, 0.5), Link(1e8, 20)), "100Mbps")]
     # a per-link label names its report files with '_' for '/'
     table = pd.DataFrame({"bandwidth": ["10Mbps/1Gbps"] * 2, "plan": ["a", "b"], "latency_ms": [2.0, 3.0],
                           "throughput_per_s": [100.0, 200.0], "best_latency": [True, False], "on_front": True})

@@ -19,7 +19,8 @@ def split(
     bandwidth: str = typer.Option("10Mbps,100Mbps,1Gbps", help="Link bandwidths to sweep, comma-separated; one "
                                   "rate per link with '/': device->s1/s1->s2/... (--stages - 1 rates: the return "
                                   "to the device at the first rate) or .../return (--stages rates)."),
-    rtt: str = typer.Option("0ms", help="Round-trip time of every link (each message is delayed by half)."),
+    rtt: str = typer.Option("0ms", help="Round-trip time of every link (each message is delayed by half), or one "
+                            "per link with '/', counted like the link rates, e.g. 20ms/1ms."),
     stages: int = typer.Option(2, help="Number of stages (device + servers); 3+ are searched with Optuna when many."),
     compression: str = typer.Option("none", help="Crossing tensors as sent: none, fp16 or int8."),
     max_tensors: int = typer.Option(1, help="Cut only where at most this many tensors cross."),
@@ -54,8 +55,8 @@ def split(
     from hwlat.split import (
         analyze_split,
         parse_device_power,
-        parse_duration_ms,
         parse_networks,
+        parse_rtts,
         parse_side,
     )
     from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL, check_report_prefix
@@ -72,7 +73,7 @@ def split(
         raise HwlatError("--cut needs at least one node or tensor name (see --list-cuts)")
     if report:
         check_report_prefix(report)
-    rtt_ms = parse_duration_ms(rtt)
+    rtt_ms = parse_rtts(rtt)
     networks = parse_networks(bandwidth, stages, rtt_ms)
     servers = [parse_side(text) for text in server.split(",") if text.strip()]
     if not servers:

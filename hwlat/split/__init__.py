@@ -14,6 +14,7 @@ from hwlat.split._network import (
            parse_duration_ms,
            parse_network,
            parse_networks,
+           parse_rtts,
            wait_until,
 )
 from hwlat.split._objectives import Hop, PlanCosts, TransportCalibration, objectives
@@ -23,4 +24,4 @@ __all__ = ["CLOSE_CALL", "COMPRESSIONS", "CutPoint", "DevicePower", "Hop", "Link
            "PlanCosts", "RACE_ALPHA", "Side", "SplitResult", "SplitSession", "TransportCalibration", "analyze_split",
            "as_network", "device_energy_mj", "find_cuts", "measure_device_power", "objectives", "parse_bandwidth",
            "parse_bandwidths", "parse_device_power", "parse_duration_ms", "parse_network", "parse_networks",
-           "parse_side", "resolve_model", "static_shapes", "wait_until"]
+           "parse_rtts", "parse_side", "resolve_model", "static_shapes", "wait_until"]

@@ -412,7 +412,8 @@ def _search_plans(session: SplitSession, network: Network, trials: int, seed: in
 
 
 def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float | Sequence[float] | str | Network],
-                  rtt_ms: float = 0.0, compression: str = "none", max_tensors: int = 1, verify: str = "none",
+                  rtt_ms: float | Sequence[float] = 0.0, compression: str = "none", max_tensors: int = 1,
+                  verify: str = "none",
                   enumerate_limit: int = 100, trials: int = 60, seed: int = 0,
                   protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
                   stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None,
@@ -424,7 +425,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
     Each bandwidth is one network (`as_network`): a rate in bit/s for every link (labelled e.g. 100Mbps), rates per
     link (the forward links device -> s1 -> ..., then optionally the return link, else the return goes over the
     device's link at the first rate; labelled e.g. 10Mbps/1Gbps), their text (``"10Mbps/1Gbps"``) or a `Network`;
-    `rtt_ms` is every link's round-trip time where rates are given.
+    `rtt_ms` is the links' round-trip time where rates are given: one for every link, or one per link (counted like
+    the rates).
 
     `cuts` (node or tensor names) restricts the plans to those cut points (each one a plan with 2 stages).
     Plans are enumerated when there are at most `enumerate_limit`, else searched with Optuna (`trials` per
@@ -485,7 +487,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
         settings = {"model": model, "onnx": str(session.model.path),
                     "sides": {("device" if s == 0 else f"s{s}"): side.spec for s, side in enumerate(sides)},
                     "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors, "batch_size": batch_size,
-                    "links": {network.label: [format_bandwidth(link.bandwidth_bps) for link in network.links]
+                    "links": {network.label: [{"bandwidth": format_bandwidth(link.bandwidth_bps),
+                                               "rtt_ms": link.rtt_ms} for link in network.links]
                               for network in networks},
                     "cut_points": len(session.cuts),
                     "candidate_cuts": None if cuts is None else [session.cuts[p].after for p in session.candidates],

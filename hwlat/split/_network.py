@@ -48,21 +48,32 @@ def parse_bandwidths(text: str) -> list[float]:
     return [parse_bandwidth(part) for part in parts]
 
 
-def parse_network(text: str, stages: int, rtt_ms: float = 0.0) -> Network:
-    """The links of one sweep point, e.g. ``100Mbps`` (every link) or ``10Mbps/1Gbps`` (one rate per link,
-    see `Network.of`), each with round-trip time `rtt_ms`."""
+def _link_values(text: str, what: str, value: str) -> list[str]:
+    """The '/'-separated values of one link each, e.g. ``10Mbps/1Gbps``; HwlatError on an empty one."""
     parts = text.split("/")
     if len(parts) > 1 and any(not part.strip() for part in parts):
-        raise HwlatError(f"bandwidth {text!r} has an empty link rate between '/'")
-    return Network.of([parse_bandwidth(part) for part in parts], stages, rtt_ms)
+        raise HwlatError(f"{what} {text!r} has an empty {value} between '/'")
+    return parts
 
 
-def parse_networks(text: str, stages: int, rtt_ms: float = 0.0) -> list[Network]:
+def parse_network(text: str, stages: int, rtt_ms: float | Sequence[float] = 0.0) -> Network:
+    """The links of one sweep point, e.g. ``100Mbps`` (every link) or ``10Mbps/1Gbps`` (one rate per link,
+    see `Network.of`), with round-trip time `rtt_ms` (one for every link, or one per link like the rates)."""
+    return Network.of([parse_bandwidth(part) for part in _link_values(text, "bandwidth", "link rate")], stages, rtt_ms)
+
+
+def parse_networks(text: str, stages: int, rtt_ms: float | Sequence[float] = 0.0) -> list[Network]:
     """Comma-separated sweep points of `parse_network`, e.g. ``10Mbps/1Gbps,100Mbps/1Gbps``."""
     parts = [part for part in text.split(",") if part.strip()]
     if not parts:
         raise HwlatError("--bandwidth needs at least one value, e.g. 10Mbps,100Mbps,1Gbps")
     return [parse_network(part, stages, rtt_ms) for part in parts]
+
+
+def parse_rtts(text: str) -> float | list[float]:
+    """Round-trip times in ms: ``20ms`` (every link) or ``20ms/1ms`` (one per link, counted like the link rates)."""
+    values = [parse_duration_ms(part) for part in _link_values(text, "round-trip time", "value")]
+    return values[0] if len(values) == 1 else values
 
 
 def parse_duration_ms(text: str) -> float:
@@ -133,25 +144,20 @@ class Network:
         return cls((link,) * stages, format_bandwidth(link.bandwidth_bps))
 
     @classmethod
-    def of(cls, rates_bps: Sequence[float], stages: int, rtt_ms: float = 0.0) -> Network:
+    def of(cls, rates_bps: Sequence[float], stages: int, rtt_ms: float | Sequence[float] = 0.0) -> Network:
         """Links from rates (bit/s) for `stages` stages: 1 rate for every link; `stages` - 1 for the forward links
         in order, the return to the device then going over the device's link (the first rate); or `stages`: the
-        forward links, then the return link."""
+        forward links, then the return link. `rtt_ms` (ms): one for every link, or one per link counted the same
+        way; labelled by the rates only, e.g. 10Mbps/1Gbps."""
         if stages < 2:
             raise HwlatError(f"a split needs at least 2 stages, got {stages}")
         rates = list(rates_bps)
         label = "/".join(format_bandwidth(rate) for rate in rates)
-        if len(rates) not in (1, stages - 1, stages):
-            chain = " -> ".join(["device", *(f"s{k}" for k in range(1, stages))])
-            counts = [f"{stages} ({chain}, then the return)"]
-            if stages > 2:
-                counts.insert(0, f"{stages - 1} ({chain}; the return to the device at the first rate)")
-            raise HwlatError(f"bandwidth {label}: {len(rates)} link rates for {stages} stages; give "
-                             f"{', '.join(['1 (every link)', *counts[:-1]])} or {counts[-1]}")
-        links = [Link(rate, rtt_ms) for rate in rates]
-        if len(links) == 1:
-            return cls.uniform(links[0], stages)
-        return cls(tuple(links if len(links) == stages else [*links, links[0]]), label)
+        rtts = [rtt_ms] if isinstance(rtt_ms, Real) else list(rtt_ms)
+        rtt_label = "/".join(f"{rtt:g}ms" for rtt in rtts)
+        return cls(tuple(Link(rate, rtt) for rate, rtt in zip(
+            _per_link(rates, stages, f"bandwidth {label}", "link rates", "rate"),
+            _per_link(rtts, stages, f"round-trip time {rtt_label}", "round-trip times", "one"))), label)
 
     def link_for(self, sender: int, receiver: int) -> Link:
         """The link a message from stage `sender` to stage `receiver` crosses: forward to the next stage, or the
@@ -164,9 +170,28 @@ class Network:
                          f"in a chain of {self.stages} stages")
 
 
-def as_network(value: Network | Link | str | float | Sequence[float], stages: int, rtt_ms: float = 0.0) -> Network:
+def _per_link(values: list, stages: int, what: str, kind: str, first: str) -> list:
+    """`values` (`kind`, e.g. link rates) for each of a `stages`-stage chain's links: 1 for every link,
+    `stages` - 1 forward ones (the return takes the first), or `stages`; HwlatError naming the counts otherwise."""
+    if len(values) == 1:
+        return values * stages
+    if len(values) == stages - 1:
+        return [*values, values[0]]
+    if len(values) == stages:
+        return values
+    chain = " -> ".join(["device", *(f"s{k}" for k in range(1, stages))])
+    counts = [f"{stages} ({chain}, then the return)"]
+    if stages > 2:
+        counts.insert(0, f"{stages - 1} ({chain}; the return to the device at the first {first})")
+    raise HwlatError(f"{what}: {len(values)} {kind} for {stages} stages; give "
+                     f"{', '.join(['1 (every link)', *counts[:-1]])} or {counts[-1]}")
+
+
+def as_network(value: Network | Link | str | float | Sequence[float], stages: int,
+               rtt_ms: float | Sequence[float] = 0.0) -> Network:
     """`value` as the links of a `stages`-stage chain: a Network (checked), a Link (every link), a rate in bit/s
-    (every link), rates per link (`Network.of`) or their text (`parse_network`); `rtt_ms` applies to rates."""
+    (every link), rates per link (`Network.of`) or their text (`parse_network`); `rtt_ms` (one, or one per link)
+    applies to rates."""
     if isinstance(value, Network):
         if value.stages != stages:
             raise HwlatError(f"network {value.label} has {value.stages} links, a {stages}-stage split needs {stages}")
