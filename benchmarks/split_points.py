@@ -210,8 +210,25 @@ def report(every: pd.DataFrame) -> None:
           f"{len(close)}, strict {rate(close['match'])}; the other {len(sure)}: strict {rate(sure['match'])}")
     print(f"  scenarios whose every real run was quiet (other jobs <= {QUIET} cores): {len(calm)}, strict "
           f"{rate(calm['match'])}, within tolerance {rate(calm['match_tol'])}")
+    report_parts(every)
     if "race_rounds" in every:
         report_races(every, scenarios)
+
+
+def report_parts(every: pd.DataFrame) -> None:
+    """Where predictions and real runs part: per bandwidth, measured - predicted ms of each kind of part of the
+    latency (a stage's compute; a hop: codec, transport, wire and delay) over every real run that recorded them."""
+    parts = [column.removeprefix("measured_") for column in every
+             if column.startswith("measured_") and column.endswith("_ms") and column != "measured_latency_ms"
+             and column.removeprefix("measured_") in every]
+    gaps = [pd.DataFrame({"bandwidth": every["bandwidth"], "part": "hop" if "_to_" in part else "compute",
+                          "gap": every[f"measured_{part}"] - every[part]}).dropna() for part in parts]
+    if not gaps:
+        return
+    table = pd.concat(gaps).groupby(["bandwidth", "part"], sort=False)["gap"].agg(
+        parts="size", median_ms="median", positive=lambda gap: (gap > 0).mean())
+    print("measured - predicted per part of the latency (ms; positive: the part took longer than predicted):")
+    print(table.unstack("part").to_string(float_format="%.3f"))
 
 
 def report_races(every: pd.DataFrame, scenarios: pd.DataFrame) -> None:

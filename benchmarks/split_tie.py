@@ -42,8 +42,10 @@ def one_round(args, sides, link: Link, order: list[str]) -> list[dict]:
         rows = []
         for name in order:
             measured = session.verify(plans[name], link, predicted[name], args.stream_seconds)
+            parts = {f"predicted_{part}": predicted[name][part] for part in (key.removeprefix("measured_") for key in
+                     measured if key.endswith("_ms") and key != "measured_latency_ms") if part in predicted[name]}
             rows.append({"plan": name, "label": session.label(plans[name]),
-                         "predicted_ms": predicted[name]["latency_ms"], **measured})
+                         "predicted_ms": predicted[name]["latency_ms"], **measured, **parts})
         return rows
 
 
@@ -96,6 +98,13 @@ def main() -> None:
     print(f"measured {first} / {second}: median {ratio.median():.3f}, range {ratio.min():.3f}-{ratio.max():.3f}; "
           f"predicted: median {rounds['predicted ratio'].median():.3f}, range "
           f"{rounds['predicted ratio'].min():.3f}-{rounds['predicted ratio'].max():.3f}")
+    for name in names:
+        runs = table[table["plan"] == name]
+        gaps = {part.removeprefix("predicted_").removesuffix("_ms"): runs[f"measured_{part.removeprefix('predicted_')}"]
+                - runs[part] for part in runs if part.startswith("predicted_") and part != "predicted_ms"}
+        print(f"{name}, measured - predicted per part (median ms, rounds positive): " + ", ".join(
+            f"{part} {gap.median():+.3f} ({int((gap > 0).sum())}/{gap.count()})" for part, gap in gaps.items()
+            if gap.count()))
     error = np.median(np.abs(table["predicted_ms"] / table["measured_latency_ms"] - 1))
     print(f"predicted order = measured order in {rounds['match'].mean():.0%} of rounds; "
           f"median |predicted / measured - 1| {error:.3f}")

@@ -33,6 +33,8 @@ from hwlat.split import (
     wait_until,
 )
 from hwlat.split._codec import decode, encode
+from hwlat.split._execute import measured_parts
+from hwlat.split._objectives import part_names
 from hwlat.split._network import framed_bytes, receive_message
 from hwlat.split._segments import Segmenter, session, tensor_values
 
@@ -298,6 +300,36 @@ def test_network_model_with_a_rate_per_link():
     # one rate for every link is the model of one link
     uniform = objectives(costs, Network.of([8e6], 3, rtt_ms=2), (0.5, 0.5, 0.5))
     assert uniform["latency_ms"] == pytest.approx(got["latency_ms"] - 4.5) and uniform["bottleneck"] == "cores s2"
+
+
+def test_latency_parts_add_up_in_chain_order():
+    assert part_names(1) == ["device"]
+    assert part_names(3) == ["device", "device_to_s1", "s1", "s1_to_s2", "s2", "s2_to_device"]
+    network = Network.of([8e6, 8e5], 3, rtt_ms=2)
+    costs = PlanCosts(compute_ms=(1.0, 2.0, 3.0), groups=("d", "s1", "s2"),
+                      hops=(Hop(992, 0.1, 0.2, 0, 1), Hop(492, 0.1, 0.2, 1, 2), Hop(92, 0.05, 0.01, 2, 0)))
+    got = objectives(costs, network, (0.5, 0.5, 0.5), idle_compute_ms=(1.5, 2.5, 3.5))
+    # a hop = encode + overhead + wire (1000 B at 1 MB/s) + RTT/2 + decode; stages at their idle times
+    assert [got[f"{name}_ms"] for name in part_names(3)] == pytest.approx([1.5, 0.1 + 0.5 + 1.0 + 1.0 + 0.2, 2.5,
+                                                                           0.1 + 0.5 + 5.0 + 1.0 + 0.2, 3.5,
+                                                                           0.05 + 0.5 + 0.1 + 1.0 + 0.01])
+    assert sum(got[f"{name}_ms"] for name in part_names(3)) == pytest.approx(got["latency_ms"])
+    alone = objectives(PlanCosts((4.0,), (), ("d",)), network, ())
+    assert alone["device_ms"] == alone["latency_ms"] == 4.0 and "device_to_s1_ms" not in alone
+
+
+def test_measured_parts_split_each_single_input_on_one_clock():
+    # two single inputs of a 2-stage run (seconds on one clock), then a stream input with no "infer" span
+    device = [("compute", 0.0, 0.001), ("infer", 0.0, 0.010), ("compute", 1.0, 1.002), ("infer", 1.0, 1.012),
+              ("compute", 2.0, 2.001)]
+    server = [("compute", 0.003, 0.008), ("compute", 1.004, 1.009), ("compute", 2.003, 2.008)]
+    parts = measured_parts(device, [server])
+    # device 1 and 2 ms, hop 2 ms twice, s1 5 ms twice, return 2 and 3 ms: medians of each part
+    assert parts == pytest.approx({"device": 1.5, "device_to_s1": 2.0, "s1": 5.0, "s1_to_device": 2.5})
+    assert measured_parts([("compute", 0.0, 0.004), ("infer", 0.0, 0.005)], []) == pytest.approx({"device": 5.0})
+    # an input whose server span is missing (or doubled) is left out rather than mis-split
+    assert measured_parts(device[:2], [[]]) == {}
+    assert measured_parts(device[:2], [server[:1] * 2]) == {}
 
 
 def test_paced_writer_keeps_the_rate():

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pandas as pd
 import psutil
+import numpy as np
 import pytest
 
 from hwlat._errors import HwlatError
@@ -165,6 +166,16 @@ def test_real_three_stage_run_paces_each_link_at_its_rate(monkeypatch, branchy):
         slow_ms = network.links[1].wire_ms(session.codec(1, 1, "none")["bytes"] + 8)
         assert len(session._transport) == 2  # one calibration per distinct link
     predicted, measured = runs[chain]
+    # the latency's parts, predicted and timed in the real run on one clock: the slow hop is where the time goes
+    names = ["device", "device_to_s1", "s1", "s1_to_s2", "s2", "s2_to_device"]
+    assert [key for key in predicted if key.removesuffix("_ms") in names] == [f"{name}_ms" for name in names]
+    assert sum(predicted[f"{name}_ms"] for name in names) == pytest.approx(predicted["latency_ms"])
+    assert [key for key in measured if key.startswith("measured_") and key.removeprefix("measured_").removesuffix(
+        "_ms") in names] == [f"measured_{name}_ms" for name in names]
+    assert sum(measured[f"measured_{name}_ms"] for name in names) == pytest.approx(measured["measured_latency_ms"],
+                                                                                   rel=0.1)
+    assert measured["measured_s1_to_s2_ms"] >= slow_ms + network.links[1].one_way_ms
+    assert measured["measured_s1_to_s2_ms"] == pytest.approx(predicted["s1_to_s2_ms"], rel=0.3)
     assert slow_ms > 7 and predicted["bottleneck"] == "link 1" and predicted["period_ms"] == pytest.approx(slow_ms)
     assert measured["measured_latency_ms"] >= slow_ms + sum(link.one_way_ms for link in network.links)  # 1 + 3 + 1
     assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
@@ -260,6 +271,17 @@ def test_chosen_split_names_the_runner_up_and_close_calls(monkeypatch, capsys):
     assert text.count("close call") == 1, out
     assert "close call at 100Mbps: b is predicted only 4.0% slower than the chosen a" in text
     assert "measured once 4.40 ms (chosen) and 4.20 ms (runner-up); --race N orders them" in text
+    assert "where the chosen" not in text  # no parts measured, no breakdown
+    parted = ranked_plans()  # the 1Gbps choice with its parts, predicted and measured
+    at_1gbps = {"device_ms": 1.5, "device_to_s1_ms": 0.5, "measured_device_ms": 1.4, "measured_device_to_s1_ms": 0.7}
+    parted.table = parted.table.assign(**{key: [np.nan] * 4 + [ms, np.nan] for key, ms in at_1gbps.items()})
+    monkeypatch.setattr("hwlat.split.analyze_split", lambda *args, **kwargs: parted)
+    code, out, err = run_main(monkeypatch, capsys, "split", "--model", "nb201:x", *SIDES)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert text.count("where the chosen") == 1
+    assert "1Gbps, where the chosen a spends its time (ms predicted / measured): device 1.5 / 1.4, device->s1 0.5 / " \
+           "0.7" in text
     unverified = ranked_plans()
     unverified.table = unverified.table.drop(columns="measured_latency_ms")
     monkeypatch.setattr("hwlat.split.analyze_split", lambda *args, **kwargs: unverified)

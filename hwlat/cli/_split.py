@@ -121,6 +121,9 @@ def split(
         out.print(view)
     measured = table.set_index(["bandwidth", "plan"]).get("measured_latency_ms")
     for _, choice in result.chosen().iterrows():
+        if parts := _parts_line(choice):
+            out.print(f"{choice['bandwidth']}, where the chosen {choice['plan']} spends its time "
+                      f"(ms predicted / measured): {parts}")
         if not choice["close_call"]:
             continue
         pair = [(choice["bandwidth"], choice[key]) for key in ("plan", "runner_up")]
@@ -138,6 +141,16 @@ def split(
                   f"energy meter: {result.settings.get('energy_meter')}")
     for path in paths:
         out.print(f"wrote {path}")
+
+
+def _parts_line(row) -> str:
+    """A plan's latency parts, predicted / measured ms (`SplitSession.verify`), e.g. ``device 3.77 / 3.75, ...``;
+    empty when it was not run for real."""
+    parts = [key.removeprefix("measured_").removesuffix("_ms") for key in row.index
+             if key.startswith("measured_") and key.endswith("_ms") and key != "measured_latency_ms"
+             and key.removeprefix("measured_") in row.index and row[key] == row[key]]
+    return ", ".join(f"{part.replace('_to_', '->')} {row[part + '_ms']:.3g} / {row[f'measured_{part}_ms']:.3g}"
+                     for part in parts)
 
 
 def _race_verdict(choice) -> str | None:

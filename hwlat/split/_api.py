@@ -254,9 +254,10 @@ class SplitSession:
 
     def verify(self, plan: Plan, network: Network | Link, prediction: dict, seconds: float = 1.0,
                energy: bool = True) -> dict:
-        """Run `plan` for real on `network` (or a Link for every link): median latency (`run_protocol`), then a
-        stream of about `seconds`; with an energy meter (and `energy`), the device energy per input over single
-        inputs for the run budget."""
+        """Run `plan` for real on `network` (or a Link for every link): median latency (`run_protocol`) and its
+        parts (``measured_<part>_ms``, as `evaluate` predicts them as ``<part>_ms``), then a stream of about
+        `seconds`; with an energy meter (and `energy`), the device energy per input over single inputs for the run
+        budget."""
         stages = self.stage_bounds(plan)
         window = max(2, math.ceil(prediction["latency_ms"] / prediction["period_ms"]) + 1)
         count = window + max(10, math.ceil(seconds * 1e3 / prediction["period_ms"]))
@@ -265,9 +266,7 @@ class SplitSession:
                                 self.run_protocol.as_dict(), count, window,
                                 energy_meter=self.energy_meter if energy else None,
                                 energy_seconds=self.run_protocol.time_budget_s)
-        return {key: measured[key] for key in ("measured_latency_ms", "measured_latency_ci_rel",
-                                               "measured_throughput_per_s", "measured_device_energy_mj")
-                if key in measured}
+        return {key: value for key, value in measured.items() if key.startswith("measured_")}
 
     def race(self, first: Plan, second: Plan, network: Network | Link, rounds: int) -> dict:
         """Run two plans for real on `network` `rounds` times each, alternately (first, second, then second,

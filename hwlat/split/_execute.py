@@ -6,6 +6,7 @@ import numpy as np
 
 from hwlat.devices._energy import EnergyMeter
 from hwlat.split._network import Network
+from hwlat.split._objectives import part_names
 from hwlat.split._worker import StageConfig, StageWorker
 
 
@@ -20,7 +21,8 @@ def run_pipeline(workers: list[StageWorker], stages: list[tuple], network: Netwo
     over the return link). Throughput skips the first `window` results.
     `spin_ms`: every stage busy-waits that long per input (calibration of the transport, see SplitSession).
     With `energy_meter`, single inputs also run back to back for `energy_seconds` under the meter:
-    `measured_device_energy_mj` per input.
+    `measured_device_energy_mj` per input. `measured_<part>_ms`: the medians of the latency's parts over the single
+    inputs (`measured_parts`).
     """
     networked = len(stages) > 1
     ports = [workers[s].call("listen")["port"] for s in range(len(stages))] if networked else []
@@ -47,8 +49,37 @@ def run_pipeline(workers: list[StageWorker], stages: list[tuple], network: Netwo
         done = np.asarray(workers[0].call("throughput", inputs=inputs, count=count, window=window)["done"])
     finally:
         workers[0].call("stop")
-        served = [workers[s].receive("pipeline end")["served"] for s in range(1, len(stages))]
+        ends = [workers[s].receive("pipeline end") for s in range(1, len(stages))]
     steady = done[min(window, len(done) - 2):]
+    parts = measured_parts(latency["spans"], [end["spans"] for end in ends])
     return {"measured_latency_ms": latency["median_ms"], "measured_latency_ci_rel": latency["ci_rel"],
             "measured_throughput_per_s": (len(steady) - 1) / (steady[-1] - steady[0]),
-            "served": served, **energy}
+            "served": [end["served"] for end in ends], **energy,
+            **{f"measured_{name}_ms": ms for name, ms in parts.items()}}
+
+
+def measured_parts(device_spans: list, stage_spans: list[list]) -> dict[str, float]:
+    """Median ms of each part of one input's latency (`part_names`) from the spans of a real run's single inputs.
+
+    Per input (a device "infer" span) the parts partition its time: the device from the input's start to the end
+    of its segment, each hop from the sender's segment end to the receiver's segment start (codec, transport, wire,
+    delay), each later stage's segment, and the return until the device has the outputs. Inputs of the stream
+    phase (no "infer" span) are left out; empty when no input had exactly one segment run per stage.
+    """
+    rounds = [(start, end) for kind, start, end in device_spans if kind == "infer"]
+    computes = [[(start, end) for kind, start, end in spans if kind == "compute"]
+                for spans in [device_spans, *stage_spans]]
+    rows = []
+    for start, end in rounds:
+        inside = [[span for span in spans if start <= span[0] and span[1] <= end] for spans in computes]
+        if any(len(spans) != 1 for spans in inside):
+            continue
+        edges = [start, *(edge for (span,) in inside[1:] for edge in span), end]
+        if len(inside) == 1:
+            rows.append([end - start])
+            continue
+        edges.insert(1, inside[0][0][1])  # the device's segment ends where its first hop starts
+        rows.append(list(np.diff(edges)))
+    if not rows:
+        return {}
+    return dict(zip(part_names(len(computes)), (float(ms) for ms in np.median(np.asarray(rows) * 1e3, axis=0))))

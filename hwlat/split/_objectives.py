@@ -62,9 +62,25 @@ def hop_wire_ms(hop: Hop, network: Network) -> float:
     return network.link_for(hop.sender, hop.receiver).wire_ms(framed_bytes(hop.payload_bytes))
 
 
+def stage_name(stage: int) -> str:
+    """``device`` for stage 0, else ``s<stage>``, as plan labels name stages."""
+    return "device" if stage == 0 else f"s{stage}"
+
+
+def part_names(stages: int) -> list[str]:
+    """The parts one input's latency is made of on `stages` active stages, in order: ``device``, then per
+    stage its incoming hop and its compute (``device_to_s1``, ``s1``, ...), then the return (``s1_to_device``)."""
+    names = ["device"]
+    for stage in range(1, stages):
+        names += [f"{stage_name(stage - 1)}_to_{stage_name(stage)}", stage_name(stage)]
+    return names + ([f"{stage_name(stages - 1)}_to_device"] if stages > 1 else [])
+
+
 def objectives(costs: PlanCosts, network: Network, hop_overheads_ms: Sequence[float],
                idle_compute_ms: tuple[float, ...] | None = None) -> dict:
-    """latency_ms, throughput_per_s, period_ms, bytes, transport overhead and the bottleneck of a plan on `network`.
+    """latency_ms, throughput_per_s, period_ms, bytes, transport overhead and the bottleneck of a plan on `network`,
+    and the latency's parts (`part_names`, each as ``<part>_ms``: a stage's compute, a hop's codec, transport
+    overhead, wire time and delay).
 
     `hop_overheads_ms`: transport overhead of each hop (see `TransportCalibration`). `idle_compute_ms`: stage
     times when each stage idles between inputs, as it does for one input at a time (latency);
@@ -73,15 +89,19 @@ def objectives(costs: PlanCosts, network: Network, hop_overheads_ms: Sequence[fl
     """
     if len(hop_overheads_ms) != len(costs.hops):
         raise ValueError(f"{len(costs.hops)} hops need as many overheads, got {len(hop_overheads_ms)}")
-    latency = sum(idle_compute_ms if idle_compute_ms is not None else costs.compute_ms)
+    compute = idle_compute_ms if idle_compute_ms is not None else costs.compute_ms
+    parts = [compute[0]]
     busy = list(costs.compute_ms)
     wires = []
     for hop, overhead in zip(costs.hops, hop_overheads_ms):
         wire, delay = hop_wire_ms(hop, network), network.link_for(hop.sender, hop.receiver).one_way_ms
-        latency += hop.encode_ms + overhead + wire + delay + hop.decode_ms
+        parts.append(hop.encode_ms + overhead + wire + delay + hop.decode_ms)
+        if hop.receiver:
+            parts.append(compute[hop.receiver])
         busy[hop.sender] += hop.encode_ms
         busy[hop.receiver] += hop.decode_ms
         wires.append(wire)
+    latency = sum(parts)
     loads: dict[object, float] = {}
     for group, ms in zip(costs.groups, busy):
         loads[group] = loads.get(group, 0.0) + ms
@@ -91,4 +111,5 @@ def objectives(costs: PlanCosts, network: Network, hop_overheads_ms: Sequence[fl
     period = resources[bottleneck]
     return {"latency_ms": latency, "throughput_per_s": 1e3 / period if period > 0 else float("inf"),
             "period_ms": period, "bytes": sum(framed_bytes(h.payload_bytes) for h in costs.hops),
-            "transport_overhead_ms": float(sum(hop_overheads_ms)), "bottleneck": bottleneck}
+            "transport_overhead_ms": float(sum(hop_overheads_ms)), "bottleneck": bottleneck,
+            **{f"{name}_ms": ms for name, ms in zip(part_names(len(costs.compute_ms)), parts)}}

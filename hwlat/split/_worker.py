@@ -142,25 +142,33 @@ class _Stage:
         return {"port": self.listener.getsockname()[1]}
 
     def run(self, config: StageConfig) -> dict:
-        """Set the stage up; the device answers at once, other stages serve until their input closes."""
+        """Set the stage up; the device answers at once, other stages serve until their input closes (then answer
+        with their compute spans, see `_Pipeline.spans`)."""
         self.pipeline = _Pipeline(self, config)
         if config.is_device:
             return {"ready": True}
         try:
             served = self.pipeline.serve()
+            spans = self.pipeline.spans
         finally:
             self.pipeline = None
-        return {"served": served}
+        return {"served": served, "spans": spans}
 
 
 class _Pipeline:
-    """The sockets and threads of one stage in one pipeline run."""
+    """The sockets and threads of one stage in one pipeline run.
+
+    `spans` records (kind, start, end) in `time.perf_counter` seconds, one clock for every process of this machine:
+    each segment run ("compute") and, on the device, each single input's round ("infer"), so a real run's latency
+    can be split into its parts (`hwlat.split._execute.measured_parts`).
+    """
 
     def __init__(self, stage: _Stage, config: StageConfig) -> None:
         from hwlat.split._network import connect
 
         self.config = config
-        self.run = spinning(stage.compute(config.start, config.end), config.spin_ms)
+        self.spans: list[tuple[str, float, float]] = []
+        self.run = self._traced("compute", spinning(stage.compute(config.start, config.end), config.spin_ms))
         self.inbox: queue.Queue = queue.Queue()
         self.outbox: queue.Queue = queue.Queue()
         self.threads: list[threading.Thread] = []
@@ -171,6 +179,16 @@ class _Pipeline:
         if config.in_link is not None:  # networked: the device receives the results, other stages their inputs
             self.in_sock, _ = stage.listener.accept()
             self._thread(self._receive_loop)
+
+    def _traced(self, kind: str, function):
+        """`function` recording a span of `kind` per call."""
+        def traced(*args):
+            start = time.perf_counter()
+            result = function(*args)
+            self.spans.append((kind, start, time.perf_counter()))
+            return result
+
+        return traced
 
     def _thread(self, target) -> None:
         thread = threading.Thread(target=target, daemon=True)
@@ -220,12 +238,14 @@ class _Pipeline:
         return served
 
     def infer(self, inputs: list) -> list:
-        """Device: one input through the whole pipeline, outputs back (or local only)."""
+        """Device: one input through the whole pipeline, outputs back (or local only); recorded as an "infer" span."""
+        start = time.perf_counter()
         outputs = self.run(inputs)
-        if self.out_sock is None:
-            return outputs
-        self._give(outputs)
-        return self._take()
+        if self.out_sock is not None:
+            self._give(outputs)
+            outputs = self._take()
+        self.spans.append(("infer", start, time.perf_counter()))
+        return outputs
 
     def stream(self, inputs: list, count: int, window: int) -> list[float]:
         """Device: `count` inputs with at most `window` in flight; completion times (perf_counter, s)."""
@@ -326,7 +346,10 @@ def _answer(stage: _Stage, job: dict) -> dict:
                 pipeline.infer(inputs)
             return time.perf_counter_ns() - start
 
-        return measure(timer, MeasurementProtocol(**job["protocol"])).as_dict()
+        pipeline.spans.clear()
+        stats = measure(timer, MeasurementProtocol(**job["protocol"])).as_dict()
+        spans, pipeline.spans = pipeline.spans, []
+        return {**stats, "spans": spans}
     if op == "repeat":
         inputs = job["inputs"]
         return {"runs": _repeat(lambda: pipeline.infer(inputs), job["seconds"])}
