@@ -116,3 +116,53 @@ def test_real_run_with_a_tvm_server_on_loopback(tmp_path):
     assert on_tvm > 3 * on_ort  # the same segment, untuned TVM against ONNX Runtime: TVM really ran
     assert measured["measured_latency_ms"] >= on_tvm + link.wire_ms(predicted["bytes"])
     assert measured["measured_latency_ms"] == pytest.approx(predicted["latency_ms"], rel=0.5)
+
+
+def test_tvm_records_on_sides_are_checked_once_and_only_for_tvm(tmp_path):
+    from tests.test_tvm_records import ARCH, write_records
+
+    from hwlat.profilers import Workload
+    from hwlat.profilers.runtimes._tvm import tvm_target
+    from hwlat.split._sides import with_tvm_records
+
+    write_records(Workload("nb201", ARCH, batch_size=1), tvm_target(None, 1), tmp_path)
+    sides = with_tvm_records([parse_side("onnxruntime/t1"), parse_side("tvm/t1@0")], f"{tmp_path}/./")
+    assert sides[0] == parse_side("onnxruntime/t1") and sides[1].tuning_records == str(tmp_path.resolve())
+    assert sides[1] != parse_side("tvm/t1@0") and sides[1].spec == "tvm/t1@0"  # tuned and untuned are timed apart
+    for call, message in ((lambda: with_tvm_records([parse_side("onnxruntime/t1")] * 2, str(tmp_path)),
+                           "no side is tvm"),
+                          (lambda: with_tvm_records([parse_side("tvm/t1")], str(tmp_path / "missing")),
+                           "does not exist"),
+                          (lambda: Side(runtime="onnxruntime", tuning_records=str(tmp_path)), "for tvm sides")):
+        with pytest.raises(HwlatError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HwlatError, match="lacks database_workload.json, database_tuning_record.json"):
+        with_tvm_records([parse_side("tvm/t1")], str(tmp_path / "empty"))
+
+
+def test_records_of_another_model_stop_a_tvm_stage_at_start(tmp_path):
+    from tests.test_tvm_records import ARCH, write_records
+
+    from hwlat.profilers import Workload
+    from hwlat.profilers.runtimes._tvm import tvm_target
+
+    write_records(Workload("nb201", ARCH, batch_size=1), tvm_target(None, 1), tmp_path)  # NB201's kernels
+    path = tmp_path / "convs.onnx"
+    conv_model(path)
+    side = replace(parse_side("tvm/t1@0"), tuning_records=str(tmp_path))
+    with pytest.raises(HwlatError, match=r"stage on tvm/t1@0: tvm: tuning records in .* match none of the 2 kernels "
+                                         r"of .*convs.onnx at batch 1") as error:
+        SplitSession(f"onnx:{path}", [parse_side("onnxruntime/t1@1"), side], **QUICK)
+    assert "\n" not in str(error.value)
+
+
+def test_tvm_records_without_a_tvm_side_or_database_are_refused_by_the_command(monkeypatch, capsys, tmp_path):
+    from tests.test_split_cli import run_main
+
+    for args, message in ((["--tvm-records", str(tmp_path)], "no side is tvm"),
+                          (["--server", "tvm/t1@0", "--tvm-records", str(tmp_path)], "lacks database_workload.json"),
+                          (["--server", "tvm/t1@0", "--tvm-records", str(tmp_path / "gone")], "does not exist")):
+        code, out, err = run_main(monkeypatch, capsys, "split", "--model", "resnet:18", *args)
+        assert code == 2 and message in err and err.count("\n") == 1 and not out

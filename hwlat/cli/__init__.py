@@ -7,7 +7,18 @@ import sys
 import typer
 
 from hwlat._errors import HwlatError
-from hwlat.cli import _data, _devices, _interference, _interference_model, _predictor, _profile, _search, _shiftadd, _split
+from hwlat.cli import (
+    _data,
+    _devices,
+    _interference,
+    _interference_model,
+    _predictor,
+    _profile,
+    _search,
+    _shiftadd,
+    _split,
+    _tvm_tune,
+)
 
 #: exit code and message of a command stopped by Ctrl-C
 _INTERRUPTED = 130
@@ -26,6 +37,7 @@ app.command("search")(_search.search)
 app.command("report")(_search.report)
 app.command("split")(_split.split)
 app.command("shiftadd")(_shiftadd.shiftadd)
+app.command("tvm-tune")(_tvm_tune.tvm_tune)
 
 
 def main() -> None:

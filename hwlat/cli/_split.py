@@ -16,6 +16,8 @@ def split(
     device: str = typer.Option("onnxruntime/t1/opt-disable@1", help="First stage: onnxruntime/tTHREADS, then optionally /opt-LEVEL "
                           "and @CPUS; or tvm/tTHREADS, then optionally @CPUS (TVM's untuned build)."),
     server: str = typer.Option("onnxruntime/t1@0", help="Later stages, comma-separated; the last is repeated up to --stages."),
+    tvm_records: str = typer.Option(None, help="MetaSchedule work_dir (e.g. from hwlat tvm-tune) whose tuning records "
+                                    "every tvm side applies to the segments it compiles."),
     bandwidth: str = typer.Option("10Mbps,100Mbps,1Gbps", help="Link bandwidths to sweep, comma-separated; one "
                                   "rate per link with '/': device->s1/s1->s2/... (--stages - 1 rates: the return "
                                   "to the device at the first rate) or .../return (--stages rates)."),
@@ -81,6 +83,10 @@ def split(
     if len(servers) > stages - 1:
         raise HwlatError(f"--server lists {len(servers)} sides but --stages {stages} has {stages - 1} server stages")
     sides = [parse_side(device), *servers, *[servers[-1]] * (stages - 1 - len(servers))]
+    if tvm_records is not None:
+        from hwlat.split._sides import with_tvm_records
+
+        sides = with_tvm_records(sides, tvm_records)
     measure_power = device_power is not None and device_power.strip() == "measure"
     power = None if device_power is None else "measure" if measure_power else parse_device_power(device_power)
     meter = find_energy_meter(energy_meter or "auto") if energy_meter or measure_power else None

@@ -485,6 +485,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
             table["energy_error"] = table["device_energy_mj"] / table["measured_device_energy_mj"] - 1
         settings = {"model": model, "onnx": str(session.model.path),
                     "sides": {("device" if s == 0 else f"s{s}"): side.spec for s, side in enumerate(sides)},
+                    "tvm_records": {("device" if s == 0 else f"s{s}"): side.tuning_records
+                                    for s, side in enumerate(sides) if side.tuning_records} or None,
                     "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors, "batch_size": batch_size,
                     "links": {network.label: [{"bandwidth": format_bandwidth(link.bandwidth_bps),
                                                "rtt_ms": link.rtt_ms} for link in network.links]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -58,46 +57,64 @@ def segment_runner(model_bytes: bytes | None, inputs: list[str], outputs: list[s
     if model_bytes is None:
         return lambda arrays: list(arrays)
     if side.runtime == "tvm":
-        return tvm_runner(model_bytes, inputs, outputs, side.threads)
+        return TvmSegment(model_bytes, inputs, outputs, side.threads, side.tuning_records)
     sess = session(model_bytes, side.threads, side.optimization)
     return lambda arrays: sess.run(outputs, dict(zip(inputs, arrays)))
 
 
-def tvm_runner(model_bytes: bytes, inputs: list[str], outputs: list[str], threads: int = 1) -> Runner:
-    """The segment compiled by TVM (Relax ONNX frontend, host LLVM target with `threads` cores) on the Relax VM.
+class TvmSegment:
+    """A segment compiled by TVM (Relax ONNX frontend, host LLVM target with `threads` cores), a Runner on the Relax VM.
 
-    TVM's default pipeline, untuned: no schedule (tiling, vectorization, threading), far slower than ONNX Runtime
-    on convolutions. Inputs need static shapes (the stage's model has them).
+    Untuned without `tuning_records`: no schedule (tiling, vectorization, threading), far slower than ONNX Runtime on
+    convolutions. With them, `scheduled` of its `kernels` got a tuned schedule: a cut makes kernels the whole model
+    lacks (e.g. a convolution without the ReLU it fuses with), so a segment may match records partly or not at all.
+    Inputs need static shapes (the stage's model has them).
     """
-    import onnx
 
-    from hwlat.profilers.runtimes._tvm import compile_onnx, require_tvm, tvm_target
+    def __init__(self, model_bytes: bytes, inputs: list[str], outputs: list[str], threads: int = 1,
+                 tuning_records: str | None = None) -> None:
+        import onnx
 
-    tvm = require_tvm()
-    from tvm import relax
+        from hwlat.profilers.runtimes._tvm import (
+            apply_records,
+            import_onnx,
+            require_tvm,
+            tvm_target,
+        )
 
-    model = onnx.ModelProto.FromString(model_bytes)
+        tvm = require_tvm()
+        from tvm import relax
+
+        model = onnx.ModelProto.FromString(model_bytes)
+        shapes = input_shapes(model)
+        self._order = [inputs.index(name) for name in shapes]  # the VM takes the graph's inputs positionally
+        produced = [value.name for value in model.graph.output]
+        self._single = len(produced) == 1
+        self._pick = [produced.index(name) for name in outputs]
+        target = tvm_target(None, threads)
+        mod = import_onnx(model, shapes)
+        self.scheduled, self.kernels = 0, None
+        if tuning_records:
+            mod, self.scheduled, self.kernels = apply_records(mod, target, tuning_records)
+        self._device = tvm.cpu()
+        self._main = relax.VirtualMachine(tvm.compile(mod, target=target), self._device)["main"]
+        self._tensor = tvm.runtime.tensor
+
+    def __call__(self, arrays: list) -> list:
+        result = self._main(*(self._tensor(np.ascontiguousarray(arrays[i]), self._device) for i in self._order))
+        results = [result] if self._single else list(result)
+        return [results[i].numpy() for i in self._pick]
+
+
+def input_shapes(model) -> dict[str, list[int]]:
+    """Static shapes of a model's graph inputs (initializers excluded); HwlatError naming those without one."""
     constants = {tensor.name for tensor in model.graph.initializer}
-    graph_inputs = [value for value in model.graph.input if value.name not in constants]
-    shapes = {value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim] for value in graph_inputs}
+    shapes = {value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim]
+              for value in model.graph.input if value.name not in constants}
     dynamic = [name for name, shape in shapes.items() if not all(dim > 0 for dim in shape)]
     if dynamic:
-        raise HwlatError(f"tvm: segment inputs {', '.join(dynamic)} have no static shape")
-    order = [inputs.index(name) for name in shapes]  # the VM takes the graph's inputs positionally
-    produced = [value.name for value in model.graph.output]
-    pick = [produced.index(name) for name in outputs]
-    device = tvm.cpu()
-    with warnings.catch_warnings():  # the frontend renames each input whose name is no identifier (most cut tensors)
-        warnings.filterwarnings("ignore", message="Renaming name")
-        executable = compile_onnx(model, shapes, tvm_target(None, threads))
-    main = relax.VirtualMachine(executable, device)["main"]
-
-    def run(arrays: list) -> list:
-        result = main(*(tvm.runtime.tensor(np.ascontiguousarray(arrays[i]), device) for i in order))
-        results = [result] if len(produced) == 1 else list(result)
-        return [results[i].numpy() for i in pick]
-
-    return run
+        raise HwlatError(f"tvm: inputs {', '.join(dynamic)} have no static shape")
+    return shapes
 
 
 def tensor_values(model, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:

@@ -1,19 +1,20 @@
 """The two (or more) sides of a split: how each stage runs, e.g. ``onnxruntime/t1/opt-basic@1`` or ``tvm/t1@0``.
 
 Written like hwlat platform keys: ``onnxruntime/t<threads>[/opt-<level>][@<cpu>[,<cpu>...]]`` or
-``tvm/t<threads>[@<cpu>[,<cpu>...]]`` (TVM's default pipeline, untuned: it has no optimisation level).
+``tvm/t<threads>[@<cpu>[,<cpu>...]]`` (TVM has no optimisation level; its build is untuned unless the side
+carries MetaSchedule tuning records, `with_tvm_records`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.util import find_spec
 
 from hwlat._errors import HwlatError
 from hwlat.profilers.runtimes._onnxruntime import OPTIMIZATION_LEVELS
-from hwlat.profilers.runtimes._tvm import TvmRuntime
+from hwlat.profilers.runtimes._tvm import TvmRuntime, check_tuning_records
 
 #: runtimes a stage can run its ONNX segments with
 RUNTIMES = ("onnxruntime", "tvm")
@@ -25,19 +26,25 @@ _PATTERN = re.compile(r"(?P<runtime>[a-z]+)/t(?P<threads>\d+)(?:/opt-(?P<opt>[a-
 class Side:
     """Runtime settings of a stage process: runtime, threads, graph optimisation level (ONNX Runtime), pinned cores.
 
-    `runtime` "tvm" compiles each segment with TVM's default pipeline (untuned); its `optimization` stays "all".
+    `runtime` "tvm" compiles each segment with TVM's default pipeline, untuned unless `tuning_records` (a
+    MetaSchedule work_dir, kept as an absolute path) schedules its kernels; its `optimization` stays "all".
     """
 
     threads: int = 1
     optimization: str = "all"
     cpus: tuple[int, ...] | None = None
     runtime: str = "onnxruntime"
+    tuning_records: str | None = None
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             raise HwlatError(f"side runtime {self.runtime!r} is not one of {', '.join(RUNTIMES)}")
         if self.runtime == "tvm" and self.optimization != "all":
             raise HwlatError(f"side runtime 'tvm' has no optimisation level, got {self.optimization!r}")
+        if self.tuning_records is not None:
+            if self.runtime != "tvm":
+                raise HwlatError(f"tuning records are for tvm sides, not {self.runtime!r}")
+            object.__setattr__(self, "tuning_records", check_tuning_records(self.tuning_records))
 
     @property
     def spec(self) -> str:
@@ -74,3 +81,11 @@ def parse_side(text: str) -> Side:
     if runtime == "tvm" and find_spec("tvm") is None:
         raise HwlatError(f"side {text!r}: tvm stages need {TvmRuntime.engine_requirement} (tvm is not installed)")
     return Side(threads, optimization, cpus, runtime)
+
+
+def with_tvm_records(sides: list[Side], tuning_records: str) -> list[Side]:
+    """`sides` with MetaSchedule `tuning_records` on every tvm side; HwlatError if none is tvm or the folder is no
+    MetaSchedule work_dir."""
+    if not any(side.runtime == "tvm" for side in sides):
+        raise HwlatError(f"tvm tuning records given but no side is tvm (sides: {', '.join(s.spec for s in sides)})")
+    return [replace(side, tuning_records=tuning_records) if side.runtime == "tvm" else side for side in sides]

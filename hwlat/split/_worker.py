@@ -88,13 +88,27 @@ class _Stage:
         self.listener = None
         self.pipeline: _Pipeline | None = None
         self.tvm_preloaded = tvm_preloaded  # tvm was imported before the thread variables were set
+        self.model_kernels: tuple[int, int] | None = None  # whole-model kernels the side's tuning records schedule
 
     def load(self, path: str, batch_size: int) -> dict:
+        """Index the model's segments; a side with tuning records checks them against the whole model first.
+
+        Records matching none of the model's kernels are an error (another model, batch size or target); a segment
+        may match few or none (its kernels the cut made), which `describe` reports per segment.
+        """
         from hwlat.split._cuts import static_shapes
         from hwlat.split._models import SplitModel
-        from hwlat.split._segments import Segmenter
+        from hwlat.split._segments import Segmenter, input_shapes
 
-        self.segmenter = Segmenter(static_shapes(SplitModel("", path).load(), batch_size))
+        graph = static_shapes(SplitModel("", path).load(), batch_size)
+        if self.side.tuning_records:
+            from hwlat.profilers.runtimes._tvm import apply_records, import_onnx, tvm_target
+
+            _, tuned, kernels = apply_records(import_onnx(graph, input_shapes(graph)),
+                                              tvm_target(None, self.side.threads), self.side.tuning_records,
+                                              f"{path} at batch {batch_size}")
+            self.model_kernels = (tuned, kernels)
+        self.segmenter = Segmenter(graph)
         self.runners.clear()
         return {"loaded": path}
 
@@ -109,10 +123,16 @@ class _Stage:
         return self.runners[key]
 
     def describe(self) -> dict:
-        """What this stage runs with: its runtime, thread variables, built segments, whether tvm was loaded early."""
+        """What this stage runs with: its runtime, thread variables, built segments, whether tvm was loaded early;
+        with tuning records, their folder and (scheduled, all) kernels of the whole model and of each built segment."""
+        from hwlat.split._segments import TvmSegment
+
         return {"runtime": self.side.runtime, "spec": self.side.spec, "segments": sorted(self.runners),
                 "threads_env": {var: os.environ.get(var) for var in THREAD_ENV_VARS},
-                "tvm_loaded": "tvm" in sys.modules, "tvm_preloaded": self.tvm_preloaded}
+                "tvm_loaded": "tvm" in sys.modules, "tvm_preloaded": self.tvm_preloaded,
+                "tvm_records": self.side.tuning_records, "model_kernels": self.model_kernels,
+                "segment_kernels": {key: (run.scheduled, run.kernels) for key, run in sorted(self.runners.items())
+                                    if isinstance(run, TvmSegment) and run.kernels is not None}}
 
     def time_segment(self, start, end, arrays: list, protocol: dict, idle_ms: float = 0.0) -> dict:
         """Statistics of the segment's run time, each run after `idle_ms` of sleep (0: back to back)."""
