@@ -24,7 +24,7 @@ enumerated and run.
 
 Usage: python benchmarks/split_points.py --out DIR [--repeats 5] [--minutes 8] [--models nb201:ARCH,resnet:18]
        [--bandwidth 10Mbps,100Mbps,1Gbps] [--device ...] [--server ...] [--rtt 0ms] [--race-rounds 0]
-       [--stages 2] [--cuts N] [--batch 1] [--summary-only]
+       [--stages 2] [--cuts N] [--batch 1] [--tvm-records DIR] [--summary-only]
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ import psutil
 from hwlat.split import (analyze_split, find_cuts, parse_networks, parse_rtts, parse_side, resolve_model,
                          static_shapes)
 from hwlat.split import RACE_ALPHA
+from hwlat._errors import HwlatError
 from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL
+from hwlat.split._sides import with_tvm_records
 
 NB201 = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
 FBNET = ("fbnet:k5_e6-k5_e1_g2-k5_e1-k3_e3-k3_e3-k3_e1-k3_e1-k3_e1-k3_e1_g2-k5_e6-k5_e1_g2-skip-k5_e1-k5_e1_g2-"
@@ -283,6 +285,7 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=2, help="stages per plan (device + servers)")
     parser.add_argument("--cuts", type=int, default=0, help="plans over this many evenly spaced cut points (0: all)")
     parser.add_argument("--batch", type=int, default=1, help="samples per input (see hwlat split --batch)")
+    parser.add_argument("--tvm-records", help="MetaSchedule work_dir for every tvm side (see hwlat split --tvm-records)")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
     if args.race_rounds < 0:
@@ -291,6 +294,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     servers = [parse_side(text) for text in args.server.split(",")]
     sides = [parse_side(args.device), *(servers + servers[-1:] * args.stages)[:args.stages - 1]]
+    if args.tvm_records:
+        try:
+            sides = with_tvm_records(sides, args.tvm_records)
+        except HwlatError as exc:
+            parser.error(str(exc))
     models = args.models.split(",")
     start = time.time()
     units = [(repeat, number, model) for repeat in range(args.repeats if not args.summary_only else 0)
@@ -313,7 +321,7 @@ def main() -> None:
         print("no unit saved yet")
         return
     print(f"sides: device {sides[0].spec}, servers {', '.join(s.spec for s in sides[1:])}; rtt {args.rtt}; "
-          f"batch {args.batch}; "
+          f"batch {args.batch}; tvm records {args.tvm_records or 'none'}; "
           f"cpus: {os.cpu_count()}; {len(saved)} units in {out}")
     report(pd.concat([pd.read_csv(p) for p in saved], ignore_index=True))
 
