@@ -44,6 +44,7 @@ from hwlat.split import (analyze_split, find_cuts, parse_networks, parse_rtts, p
 from hwlat.split import RACE_ALPHA
 from hwlat._errors import HwlatError
 from hwlat.split._api import CLOSE_CALL, PART_PROTOCOL, RUN_PROTOCOL
+from hwlat.split._execute import compared_parts
 from hwlat.split._sides import with_tvm_records
 
 NB201 = "nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
@@ -220,11 +221,9 @@ def report(every: pd.DataFrame) -> None:
 def report_parts(every: pd.DataFrame) -> None:
     """Where predictions and real runs part: per bandwidth, measured - predicted ms of each kind of part of the
     latency (a stage's compute; a hop: codec, transport, wire and delay) over every real run that recorded them."""
-    parts = [column.removeprefix("measured_") for column in every
-             if column.startswith("measured_") and column.endswith("_ms") and column != "measured_latency_ms"
-             and column.removeprefix("measured_") in every]
     gaps = [pd.DataFrame({"bandwidth": every["bandwidth"], "part": "hop" if "_to_" in part else "compute",
-                          "gap": every[f"measured_{part}"] - every[part]}).dropna() for part in parts]
+                          "gap": every[f"measured_{part}_ms"] - every[f"{part}_ms"]}).dropna()
+            for part in compared_parts(every.columns)]
     if not gaps:
         return
     table = pd.concat(gaps).groupby(["bandwidth", "part"], sort=False)["gap"].agg(

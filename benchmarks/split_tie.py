@@ -22,6 +22,7 @@ from scipy.stats import binomtest
 
 from hwlat._errors import HwlatError
 from hwlat.split import Link, Plan, SplitSession, parse_bandwidth, parse_duration_ms, parse_side
+from hwlat.split._execute import compared_parts
 from split_points import add_run_options, protocols  # this folder is on sys.path when run as a script
 
 
@@ -42,8 +43,8 @@ def one_round(args, sides, link: Link, order: list[str]) -> list[dict]:
         rows = []
         for name in order:
             measured = session.verify(plans[name], link, predicted[name], args.stream_seconds)
-            parts = {f"predicted_{part}": predicted[name][part] for part in (key.removeprefix("measured_") for key in
-                     measured if key.endswith("_ms") and key != "measured_latency_ms") if part in predicted[name]}
+            parts = {f"{part}_ms": predicted[name][f"{part}_ms"]
+                     for part in compared_parts([*predicted[name], *measured])}
             rows.append({"plan": name, "label": session.label(plans[name]),
                          "predicted_ms": predicted[name]["latency_ms"], **measured, **parts})
         return rows
@@ -100,8 +101,7 @@ def main() -> None:
           f"{rounds['predicted ratio'].min():.3f}-{rounds['predicted ratio'].max():.3f}")
     for name in names:
         runs = table[table["plan"] == name]
-        gaps = {part.removeprefix("predicted_").removesuffix("_ms"): runs[f"measured_{part.removeprefix('predicted_')}"]
-                - runs[part] for part in runs if part.startswith("predicted_") and part != "predicted_ms"}
+        gaps = {part: runs[f"measured_{part}_ms"] - runs[f"{part}_ms"] for part in compared_parts(runs.columns)}
         print(f"{name}, measured - predicted per part (median ms, rounds positive): " + ", ".join(
             f"{part} {gap.median():+.3f} ({int((gap > 0).sum())}/{gap.count()})" for part, gap in gaps.items()
             if gap.count()))

@@ -33,7 +33,7 @@ from hwlat.split import (
     wait_until,
 )
 from hwlat.split._codec import decode, encode
-from hwlat.split._execute import measured_parts
+from hwlat.split._execute import compared_parts, measured_parts
 from hwlat.split._objectives import part_names
 from hwlat.split._network import framed_bytes, receive_message
 from hwlat.split._segments import Segmenter, session, tensor_values
@@ -330,6 +330,9 @@ def test_measured_parts_split_each_single_input_on_one_clock():
     # an input whose server span is missing (or doubled) is left out rather than mis-split
     assert measured_parts(device[:2], [[]]) == {}
     assert measured_parts(device[:2], [server[:1] * 2]) == {}
+    # the parts a table holds both ways: not the latency itself, not other measured columns, not one-sided parts
+    assert compared_parts(["latency_ms", "measured_latency_ms", "device_ms", "measured_device_ms", "s1_ms",
+                           "measured_throughput_per_s", "measured_s1_to_device_ms"]) == ["device"]
 
 
 def test_paced_writer_keeps_the_rate():

@@ -152,9 +152,9 @@ def split(
 def _parts_line(row) -> str:
     """A plan's latency parts, predicted / measured ms (`SplitSession.verify`), e.g. ``device 3.77 / 3.75, ...``;
     empty when it was not run for real."""
-    parts = [key.removeprefix("measured_").removesuffix("_ms") for key in row.index
-             if key.startswith("measured_") and key.endswith("_ms") and key != "measured_latency_ms"
-             and key.removeprefix("measured_") in row.index and row[key] == row[key]]
+    from hwlat.split._execute import compared_parts
+
+    parts = [part for part in compared_parts(row.index) if row[f"measured_{part}_ms"] == row[f"measured_{part}_ms"]]
     return ", ".join(f"{part.replace('_to_', '->')} {row[part + '_ms']:.3g} / {row[f'measured_{part}_ms']:.3g}"
                      for part in parts)
 

@@ -74,12 +74,18 @@ def measured_parts(device_spans: list, stage_spans: list[list]) -> dict[str, flo
         inside = [[span for span in spans if start <= span[0] and span[1] <= end] for spans in computes]
         if any(len(spans) != 1 for spans in inside):
             continue
-        edges = [start, *(edge for (span,) in inside[1:] for edge in span), end]
-        if len(inside) == 1:
-            rows.append([end - start])
-            continue
-        edges.insert(1, inside[0][0][1])  # the device's segment ends where its first hop starts
+        # the device from the input's start to its segment's end, then each later segment's start and end
+        edges = [start, *([inside[0][0][1]] if len(inside) > 1 else []),
+                 *(edge for (span,) in inside[1:] for edge in span), end]
         rows.append(list(np.diff(edges)))
     if not rows:
         return {}
     return dict(zip(part_names(len(computes)), (float(ms) for ms in np.median(np.asarray(rows) * 1e3, axis=0))))
+
+
+def compared_parts(columns) -> list[str]:
+    """The latency parts that `columns` hold both predicted (``<part>_ms``) and measured (``measured_<part>_ms``)."""
+    names = set(columns)
+    return [column.removeprefix("measured_").removesuffix("_ms") for column in columns
+            if column.startswith("measured_") and column.endswith("_ms") and column != "measured_latency_ms"
+            and column.removeprefix("measured_") in names]
