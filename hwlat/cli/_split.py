@@ -14,7 +14,8 @@ from hwlat._errors import HwlatError
 def split(
     model: str = typer.Option(..., help="nb201:ARCH (or any space SPACE:ARCH), resnet:18|34, or onnx:PATH."),
     device: str = typer.Option("onnxruntime/t1/opt-disable@1", help="First stage: onnxruntime/tTHREADS, then optionally /opt-LEVEL "
-                          "and @CPUS; or tvm/tTHREADS, then optionally @CPUS (TVM's untuned build)."),
+                          "and @CPUS; or tvm/tTHREADS, then optionally @CPUS (TVM's untuned build) or @DEVICE, a "
+                          "remote board registered with hwlat devices add (segments timed there; predicted only)."),
     server: str = typer.Option("onnxruntime/t1@0", help="Later stages, comma-separated; the last is repeated up to --stages."),
     tvm_records: str = typer.Option(None, help="MetaSchedule work_dir (e.g. from hwlat tvm-tune) whose tuning records "
                                     "every tvm side applies to the segments it compiles."),

@@ -80,20 +80,7 @@ class HostBuilds:
         path = self.cache_dir / f"{self._cache_key(workload, target)}.so"
         if path.exists():
             return path
-        executable = self.engine.build(workload)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".so")
-        os.close(fd)
-        try:
-            if self.cc:
-                from tvm.support import cc as compilers
-
-                executable.export_library(tmp, fcompile=compilers.cross_compiler(self.cc))
-            else:
-                executable.export_library(tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        export_library(self.engine.build(workload), path, self.cc)
         return path
 
     def _cache_key(self, workload: Workload, target) -> str:
@@ -106,9 +93,27 @@ class HostBuilds:
         return digest.hexdigest()[:24]
 
 
-def run_on_session(session, library: Path, workload: Workload, protocol: MeasurementProtocol, threads: int,
-                   device_type: int) -> dict:
-    """Upload, load and measure one compiled workload in an open RPC session; stats, flops and params."""
+def export_library(executable, path: Path, cc: str | None = None) -> None:
+    """Write a compiled Relax executable to `path` as a shared library, atomically, linked by `cc` (a cross
+    compiler such as ``aarch64-linux-gnu-g++``) or by TVM's host compiler."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".so")
+    os.close(fd)
+    try:
+        if cc:
+            from tvm.support import cc as compilers
+
+            executable.export_library(tmp, fcompile=compilers.cross_compiler(cc))
+        else:
+            executable.export_library(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def remote_timer(session, library: Path, threads: int, device_type: int, inputs: list) -> Timer:
+    """Upload a compiled library into an open RPC session, load it into a Relax VM on the board's first `threads`
+    big cores with `inputs` as main's arguments: a timer of its inferences on the board's clock."""
     import tvm
     from tvm import relax
 
@@ -117,8 +122,14 @@ def run_on_session(session, library: Path, workload: Workload, protocol: Measure
     device = session.device(device_type)
     session.get_function("runtime.config_threadpool")(1, threads)  # 1: big cores first, `threads` of them
     vm = relax.VirtualMachine(module, device)
-    vm.set_input("main", tvm.runtime.tensor(workload.example_input(), device))
-    stats = measure(evaluator_timer(vm, device), protocol)
+    vm.set_input("main", *(tvm.runtime.tensor(array, device) for array in inputs))
+    return evaluator_timer(vm, device)
+
+
+def run_on_session(session, library: Path, workload: Workload, protocol: MeasurementProtocol, threads: int,
+                   device_type: int) -> dict:
+    """Upload, load and measure one compiled workload in an open RPC session; stats, flops and params."""
+    stats = measure(remote_timer(session, library, threads, device_type, [workload.example_input()]), protocol)
     return {"stats": stats.as_dict(), "flops": workload.flops(), "params": workload.params()}
 
 

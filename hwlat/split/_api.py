@@ -137,9 +137,10 @@ class SplitSession:
     def segment_ms(self, stage: int, start: int, end: int, idle_ms: float = 0.0) -> float:
         """Median time of the segment between cut positions `start` and `end` on `stage`'s side.
 
-        With `idle_ms` each run follows that long an idle wait (rounded to 2 significant digits).
+        With `idle_ms` each run follows that long an idle wait (rounded to 2 significant digits); a remote device's
+        segments are timed back to back on it (its `time_evaluator` cannot idle between runs).
         """
-        idle_ms = float(f"{idle_ms:.2g}") if idle_ms > 0 else 0.0
+        idle_ms = float(f"{idle_ms:.2g}") if idle_ms > 0 and not self.sides[stage].remote else 0.0
         key = ("segment", self.sides[stage], start, end, idle_ms)
         if key not in self._parts:
             protocol = self.protocol if not idle_ms else replace(self.protocol, warmup_runs=2, warmup_seconds=0.0,
@@ -259,6 +260,10 @@ class SplitSession:
         `seconds`; with an energy meter (and `energy`), the device energy per input over single inputs for the run
         budget."""
         stages = self.stage_bounds(plan)
+        remote = [self.sides[s].spec for s, (a, b) in enumerate(stages) if self.sides[s].remote and a != b]
+        if remote:
+            raise HwlatError(f"{self.label(plan)} computes on remote devices ({', '.join(remote)}), which are "
+                             f"predicted, not run for real")
         window = max(2, math.ceil(prediction["latency_ms"] / prediction["period_ms"]) + 1)
         count = window + max(10, math.ceil(seconds * 1e3 / prediction["period_ms"]))
         measured = run_pipeline(self.workers[:len(stages)], [(self.cuts[a], self.cuts[b]) for a, b in stages],
@@ -446,6 +451,10 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
         raise HwlatError(f"race must be close or all, got {race!r}")
     if not bandwidths:
         raise HwlatError("at least one bandwidth is needed")
+    remote = [side.spec for side in sides if side.remote]
+    if remote and (verify != "none" or race_rounds):
+        raise HwlatError(f"sides on remote devices ({', '.join(remote)}) are predicted, not run for real: "
+                         f"drop --verify and --race")
     networks = [as_network(bandwidth, len(sides), rtt_ms) for bandwidth in bandwidths]
     with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol, cuts, device_power,
                       energy_meter, batch_size) as session:

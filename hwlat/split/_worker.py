@@ -89,6 +89,7 @@ class _Stage:
         self.pipeline: _Pipeline | None = None
         self.tvm_preloaded = tvm_preloaded  # tvm was imported before the thread variables were set
         self.model_kernels: tuple[int, int] | None = None  # whole-model kernels the side's tuning records schedule
+        self.remote = None  # RemoteSegments of a side on a remote device, connected at the first segment timed
 
     def load(self, path: str, batch_size: int) -> dict:
         """Index the model's segments; a side with tuning records checks them against the whole model first.
@@ -102,11 +103,11 @@ class _Stage:
 
         graph = static_shapes(SplitModel("", path).load(), batch_size)
         if self.side.tuning_records:
-            from hwlat.profilers.runtimes._tvm import apply_records, import_onnx, tvm_target
+            from hwlat.profilers.runtimes._tvm import apply_records, import_onnx
+            from hwlat.split._remote import remote_target
 
-            _, tuned, kernels = apply_records(import_onnx(graph, input_shapes(graph)),
-                                              tvm_target(None, self.side.threads), self.side.tuning_records,
-                                              f"{path} at batch {batch_size}")
+            _, tuned, kernels = apply_records(import_onnx(graph, input_shapes(graph)), remote_target(self.side),
+                                              self.side.tuning_records, f"{path} at batch {batch_size}")
             self.model_kernels = (tuned, kernels)
         self.segmenter = Segmenter(graph)
         self.runners.clear()
@@ -127,7 +128,8 @@ class _Stage:
         with tuning records, their folder and (scheduled, all) kernels of the whole model and of each built segment."""
         from hwlat.split._segments import TvmSegment
 
-        return {"runtime": self.side.runtime, "spec": self.side.spec, "segments": sorted(self.runners),
+        return {"runtime": self.side.runtime, "spec": self.side.spec, "remote": self.side.remote,
+                "segments": sorted(self.runners) if not self.remote else sorted(self.remote.timers),
                 "threads_env": {var: os.environ.get(var) for var in THREAD_ENV_VARS},
                 "tvm_loaded": "tvm" in sys.modules, "tvm_preloaded": self.tvm_preloaded,
                 "tvm_records": self.side.tuning_records, "model_kernels": self.model_kernels,
@@ -140,9 +142,27 @@ class _Stage:
 
         if start.index == end.index:
             return {"median_ms": 0.0, "ci_rel": 0.0, "n": 0}
+        if self.side.remote:  # on the board, back to back
+            timer = self.remote_segments().timer((start.index, end.index), self.segmenter.segment(start, end),
+                                                 list(start.tensors), arrays)
+            return measure(timer, MeasurementProtocol(**protocol)).as_dict()
         run = self.compute(start, end)
         timer = perf_counter_timer(lambda: run(arrays)) if idle_ms <= 0 else idle_timer(lambda: run(arrays), idle_ms)
         return measure(timer, MeasurementProtocol(**protocol)).as_dict()
+
+    def remote_segments(self):
+        """The RPC session of a side on a remote device (connected on first use) and its segment timers."""
+        if self.remote is None:
+            from hwlat.split._remote import RemoteSegments
+
+            self.remote = RemoteSegments(self.side)
+        return self.remote
+
+    def close(self) -> None:
+        """End the remote device's RPC session, if any."""
+        if self.remote is not None:
+            self.remote.close()
+            self.remote = None
 
     def time_codec(self, arrays: list, compression: str, protocol: dict) -> dict:
         from hwlat.profilers._protocol import MeasurementProtocol, measure, perf_counter_timer
@@ -164,6 +184,8 @@ class _Stage:
     def run(self, config: StageConfig) -> dict:
         """Set the stage up; the device answers at once, other stages serve until their input closes (then answer
         with their compute spans, see `_Pipeline.spans`)."""
+        if self.side.remote and config.start.index != config.end.index:
+            raise HwlatError(f"segments of a remote device ({self.side.spec}) are timed on it, not run in a pipeline")
         self.pipeline = _Pipeline(self, config)
         if config.is_device:
             return {"ready": True}
@@ -333,6 +355,8 @@ def _serve(conn, side: Side) -> None:
                 conn.send({"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"})
     except (BrokenPipeError, EOFError):
         return
+    finally:
+        stage.close()
 
 
 def _answer(stage: _Stage, job: dict) -> dict:
