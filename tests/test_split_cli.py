@@ -74,6 +74,7 @@ def branchy(tmp_path):
     (["--model", "resnet:18", "--stages", "3", "--bandwidth", "10Mbps/0Mbps"], "bandwidth '0Mbps' must be positive"),
     (["--model", "resnet:18", "--stages", "3", "--bandwidth", "10Mbps//1Gbps"], "has an empty link rate"),
     (["--model", "resnet:18", "--batch", "0"], "--batch must be >= 1, got 0"),
+    (["--model", "resnet:18", "--segment-times", "layers"], "segment times must be one of segments, blocks"),
     (["--model", "resnet:18", "--stages", "3", "--rtt", "1ms/2ms/3ms/4ms"],
      "round-trip time 1ms/2ms/3ms/4ms: 4 round-trip times for 3 stages; give 1 (every link), 2 (device -> s1 -> s2;"),
     (["--model", "resnet:18", "--rtt", "1ms//2ms"], "round-trip time '1ms//2ms' has an empty value between '/'"),
@@ -242,6 +243,24 @@ def test_three_stages_searched_with_optuna_and_run(branchy):
     chosen = result.chosen().iloc[0]
     assert chosen["measured_latency_ms"] > 0 and chosen["measured_throughput_per_s"] > 0
     assert chosen["latency_ms"] == table["latency_ms"].min()
+
+
+def test_blocks_mode_times_each_block_once_and_sums_them(branchy):
+    """With segment_times="blocks" only the blocks between consecutive cuts are ever timed (one per block, side and
+    idle time), and a 3-stage search adds up their medians; a wrong mode is refused before any process starts."""
+    sides = [parse_side("onnxruntime/t1/opt-disable@1"), parse_side("onnxruntime/t1@0"), parse_side("onnxruntime/t1@0")]
+    with pytest.raises(HwlatError, match="segment times must be one of segments, blocks, got 'layers'"):
+        SplitSession(f"onnx:{branchy}", sides, segment_times="layers")
+    with SplitSession(f"onnx:{branchy}", sides, segment_times="blocks", **QUICK) as session:
+        plans = session.all_plans()
+        predicted = [session.evaluate(plan, Link(1e8)) for plan in plans]
+        timed = {(key[2], key[3]) for key in session._parts if key[0] == "segment"}
+        last = len(session.cuts) - 1
+        whole = session.segment_ms(0, 0, last)
+        blocks = sum(session._timed_segment(0, a, a + 1) for a in range(last))
+    assert len(plans) > len(session.cuts) and all(row["latency_ms"] > 0 for row in predicted)
+    assert timed <= {(a, a + 1) for a in range(last)} | {(a, a) for a in range(last + 1)}  # no segment longer
+    assert whole == pytest.approx(blocks)
 
 
 def ranked_plans() -> SplitResult:

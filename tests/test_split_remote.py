@@ -92,6 +92,7 @@ def test_cli_predicts_for_a_board_and_refuses_to_verify_it(registered, tmp_path,
     answer = json.loads(out)
     assert [choice["bandwidth"] for choice in answer["chosen"]] == ["1Gbps"]
     assert answer["settings"]["sides"]["device"] == "tvm/t1@board"
+    assert "tvm/t1@board are timed on those remote devices" in answer["settings"]["note"]
     code, out, err = hwlat(*args, "--verify")
     assert code == 2 and "predicted, not run for real: drop --verify and --race" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -31,6 +31,10 @@ def split(
                               "energy per batch, throughput in batches per second."),
     cut: str = typer.Option(None, help="Evaluate only these cut points, comma-separated: node names, or the tensor "
                             "crossing, as --list-cuts shows them ('input' = all on the server)."),
+    segment_times: str = typer.Option("segments", help="segments: time every segment a plan uses (most accurate); "
+                                      "blocks: time each block between consecutive cut points once and add them up "
+                                      "(per-layer prediction: one timing per block and side instead of one per "
+                                      "segment, for many stages or cuts)."),
     list_cuts: bool = typer.Option(False, "--list-cuts", help="Print the valid cut points and exit."),
     verify: bool = typer.Option(False, "--verify", help="Run the front (with --cut: every listed cut) for real over TCP."),
     verify_all: bool = typer.Option(False, "--verify-all", help="Run every evaluated split for real."),
@@ -94,7 +98,7 @@ def split(
     console = Console(stderr=True, quiet=as_json)
     result = analyze_split(model, sides, networks, rtt_ms=rtt_ms, compression=compression,
                            max_tensors=max_tensors, cuts=names, race_rounds=race, device_power=power,
-                           energy_meter=meter, batch_size=batch,
+                           energy_meter=meter, batch_size=batch, segment_times=segment_times,
                            verify="all" if verify_all or (verify and names) else "front" if verify else "none",
                            trials=trials, enumerate_limit=enumerate_limit,
                            protocol=replace(PART_PROTOCOL, time_budget_s=time_budget),

@@ -32,6 +32,8 @@ CALIBRATION_SPINS_MS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 #: percentile of a single plan's |predicted / measured latency - 1| in real runs here (10.8 % over 891 runs,
 #: BENCHMARKS.md), so their order may be the other way round; only real runs of both can tell (`race`)
 CLOSE_CALL = 0.10
+#: how a segment's time is found (`SplitSession.segment_ms`): timed as one, or summed from the blocks between cuts
+SEGMENT_TIMES = ("segments", "blocks")
 #: a race (`SplitSession.race`) names the faster plan when its sign test's p-value is below this
 RACE_ALPHA = 0.05
 #: what a race adds to the chosen plan's row (and to the report's settings)
@@ -53,13 +55,17 @@ class SplitSession:
     `device_power` (or "measure": calibrated with `energy_meter` once the device side is up) adds the device's
     energy per input to every evaluation; `energy_meter` adds its measurement to every real run. With
     `batch_size` N each input is a batch of N samples (the model's symbolic dimensions set to N): latency, bytes
-    and energy are per batch, throughput in batches per second.
+    and energy are per batch, throughput in batches per second. `segment_times` ("segments" or "blocks", see
+    `segment_ms`) says whether each segment a plan uses is timed, or summed from blocks timed once.
     """
 
     def __init__(self, model: str, sides: Sequence[Side], compression: str = "none", max_tensors: int = 1,
                  protocol: MeasurementProtocol = PART_PROTOCOL, run_protocol: MeasurementProtocol = RUN_PROTOCOL,
                  cuts: Sequence[str] | None = None, device_power: DevicePower | str | None = None,
-                 energy_meter: EnergyMeter | None = None, batch_size: int = 1) -> None:
+                 energy_meter: EnergyMeter | None = None, batch_size: int = 1,
+                 segment_times: str = "segments") -> None:
+        if segment_times not in SEGMENT_TIMES:
+            raise HwlatError(f"segment times must be one of {', '.join(SEGMENT_TIMES)}, got {segment_times!r}")
         if len(sides) < 2:
             raise HwlatError(f"a split needs at least 2 stages, got {len(sides)}")
         if isinstance(device_power, str) and (device_power != "measure" or energy_meter is None):
@@ -68,6 +74,7 @@ class SplitSession:
         self.model = resolve_model(model)
         self.graph = static_shapes(self.model.load(), batch_size)
         self.batch_size = batch_size
+        self.segment_times = segment_times
         self.cuts: list[CutPoint] = find_cuts(self.graph, max_tensors)
         self.max_tensors = max_tensors
         #: cut positions plans may use (all, or the named ones in graph order)
@@ -135,7 +142,21 @@ class SplitSession:
         return self.workers[self.sides.index(self.sides[stage])]
 
     def segment_ms(self, stage: int, start: int, end: int, idle_ms: float = 0.0) -> float:
-        """Median time of the segment between cut positions `start` and `end` on `stage`'s side.
+        """Time of the segment between cut positions `start` and `end` on `stage`'s side (`segment_times`).
+
+        "segments": the segment's median, timed as one; "blocks": the sum of the medians of the blocks between
+        consecutive candidate cuts inside it, each timed once (n timings per side instead of one per segment), the
+        first one after the idle wait. With `idle_ms` each run follows that long an idle wait.
+        """
+        if self.segment_times == "segments":
+            return self._timed_segment(stage, start, end, idle_ms)
+        edges = [start, *(p for p in sorted({0, len(self.cuts) - 1, *self.candidates}) if start < p < end), end]
+        blocks = list(itertools.pairwise(edges))
+        return (self._timed_segment(stage, *blocks[0], idle_ms)
+                + sum(self._timed_segment(stage, a, b) for a, b in blocks[1:]))
+
+    def _timed_segment(self, stage: int, start: int, end: int, idle_ms: float = 0.0) -> float:
+        """Median time of the segment between cut positions `start` and `end` on `stage`'s side, timed as one.
 
         With `idle_ms` each run follows that long an idle wait (rounded to 2 significant digits); a remote device's
         segments are timed back to back on it (its `time_evaluator` cannot idle between runs).
@@ -415,6 +436,16 @@ def _search_plans(session: SplitSession, network: Network, trials: int, seed: in
     return list(seen)
 
 
+def _sides_note(sides: Sequence[Side]) -> str:
+    """Where the sides run and what the links are, for the report's settings."""
+    remote = [side.spec for side in sides if side.remote]
+    where = ("all sides run on this machine's CPU in separate processes pinned as given" if not remote else
+             f"segments of {', '.join(remote)} are timed on those remote devices through TVM RPC (predicted only; "
+             f"their codecs and transport measured on this machine); the other sides run on this machine's CPU "
+             f"in separate processes pinned as given")
+    return f"{where}; each link is loopback TCP rate-limited by a token-bucket writer, delayed by RTT/2 per message"
+
+
 def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float | Sequence[float] | str | Network],
                   rtt_ms: float | Sequence[float] = 0.0, compression: str = "none", max_tensors: int = 1,
                   verify: str = "none",
@@ -423,7 +454,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
                   stream_seconds: float = 1.0, on_plan: Callable[[str, dict], None] | None = None,
                   cuts: Sequence[str] | None = None, race_rounds: int = 0, race: str = "close",
                   device_power: DevicePower | str | None = None,
-                  energy_meter: EnergyMeter | None = None, batch_size: int = 1) -> SplitResult:
+                  energy_meter: EnergyMeter | None = None, batch_size: int = 1,
+                  segment_times: str = "segments") -> SplitResult:
     """Rank split plans of `model` over `sides` (device first) for each bandwidth, optionally verified.
 
     Each bandwidth is one network (`as_network`): a rate in bit/s for every link (labelled e.g. 100Mbps), rates per
@@ -441,7 +473,8 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
     calls (`race="close"`: runner-up predicted less than `CLOSE_CALL` slower) or at every bandwidth (`race="all"`).
     The chosen row gets the race's columns and `race_rival`. `device_power` (a DevicePower, or "measure" with
     `energy_meter`) adds `device_energy_mj` per plan, and energy joins the front; with `energy_meter`, real runs
-    add `measured_device_energy_mj`. `batch_size`: samples per input (see `SplitSession`).
+    add `measured_device_energy_mj`. `batch_size`: samples per input, `segment_times`: how segments are timed (see
+    `SplitSession`).
     """
     if verify not in ("none", "chosen", "front", "all"):
         raise HwlatError(f"verify must be none, chosen, front or all, got {verify!r}")
@@ -457,7 +490,7 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
                          f"drop --verify and --race")
     networks = [as_network(bandwidth, len(sides), rtt_ms) for bandwidth in bandwidths]
     with SplitSession(model, sides, compression, max_tensors, protocol, run_protocol, cuts, device_power,
-                      energy_meter, batch_size) as session:
+                      energy_meter, batch_size, segment_times) as session:
         exhaustive = math.comb(len(session.candidates), session.stages - 1) <= enumerate_limit
         rows = []
         for network in networks:
@@ -497,6 +530,7 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
                     "tvm_records": {("device" if s == 0 else f"s{s}"): side.tuning_records
                                     for s, side in enumerate(sides) if side.tuning_records} or None,
                     "rtt_ms": rtt_ms, "compression": compression, "max_tensors": max_tensors, "batch_size": batch_size,
+                    "segment_times": segment_times,
                     "links": {network.label: [{"bandwidth": format_bandwidth(link.bandwidth_bps),
                                                "rtt_ms": link.rtt_ms} for link in network.links]
                               for network in networks},
@@ -507,6 +541,5 @@ def analyze_split(model: str, sides: Sequence[Side], bandwidths: Sequence[float 
                     "run_protocol": run_protocol.as_dict(), "stream_seconds": stream_seconds,
                     "device_power": None if session.device_power is None else session.device_power.as_dict(),
                     "energy_meter": None if energy_meter is None else energy_meter.name,
-                    "note": "all sides run on this machine's CPU in separate processes pinned as given; each link is "
-                            "loopback TCP rate-limited by a token-bucket writer, delayed by RTT/2 per message"}
+                    "note": _sides_note(sides)}
         return SplitResult(table, session.cuts, settings)
