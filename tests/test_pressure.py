@@ -38,8 +38,9 @@ def test_probe_sees_a_cpu_hog_on_the_target_core_and_not_on_the_other():
     assert 0.8 < same_core["pressure_compute"] < 1.25, same_core
     # refill: a cache thrasher on the probe's core and the other evicts its L2 buffer to DRAM; an L1-resident hog on its
     # core leaves it in L2 unless the host moved the virtual CPU meanwhile. Measured over 20 calls each outside pytest
-    # (2026-11-25): cpu-x1 1.00-1.01, cpu-x2 1.10-1.97, cache-x2 3.25-5.06; in the test suite cpu-x2 gave 2.2 and 2.8
-    assert thrasher["pressure_refill"] > max(2.5, same_core["pressure_refill"], other_core["pressure_refill"]), \
+    # (2026-11-25): cpu-x1 1.00-1.01, cpu-x2 1.10-1.97, cache-x2 3.25-5.06; in the test suite cpu-x2 gave 2.2 and 2.8,
+    # and cache-x2 2.34 once (2026-11-26, beside 1.11 and 0.99): the thrasher is asserted above both hogs and 2x
+    assert thrasher["pressure_refill"] > max(2.0, same_core["pressure_refill"], other_core["pressure_refill"]), \
         (other_core, same_core, thrasher)
     assert _children() <= before  # co-runners and probes are gone
 
