@@ -64,7 +64,7 @@ def test_segments_are_timed_on_the_board_and_plans_on_it_are_predicted_only(regi
     sides = [parse_side(f"tvm/t1@{registered}"), parse_side("onnxruntime/t1@0")]
     with SplitSession(f"onnx:{model}", sides, **QUICK) as session:
         plan = session.plan_after("relu1")
-        cut, last = plan.positions[0], len(session.cuts) - 1
+        cut = plan.positions[0]
         on_board = session.segment_ms(0, 0, cut)
         assert session.segment_ms(0, 0, cut, idle_ms=5.0) == on_board  # back to back on the board, cached once
         predicted = session.evaluate(plan, link)
@@ -79,7 +79,7 @@ def test_segments_are_timed_on_the_board_and_plans_on_it_are_predicted_only(regi
     print(f"segment on the board {on_board:.3f} ms, in a local tvm stage {here:.3f} ms")
     assert 0.33 < on_board / here < 3.0  # the same untuned build on the same CPU, through RPC or in process
     assert predicted["device_ms"] == pytest.approx(on_board) and predicted["latency_ms"] > on_board
-    assert measured["measured_latency_ms"] > 0 and last > cut
+    assert measured["measured_latency_ms"] > 0
 
 
 def test_cli_predicts_for_a_board_and_refuses_to_verify_it(registered, tmp_path, hwlat):
